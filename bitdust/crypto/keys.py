@@ -104,11 +104,9 @@ class PrivateKey:
         return cls(key)
 
     def to_pem(self, passphrase: bytes | None = None) -> bytes:
-        encryption: serialization.KeySerializationEncryption
-        if passphrase:
-            encryption = serialization.BestAvailableEncryption(passphrase)
-        else:
-            encryption = serialization.NoEncryption()
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+        )
         return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
     @classmethod

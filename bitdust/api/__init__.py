@@ -1,0 +1,1 @@
+"""JSON-RPC API: server, method table, result shapes, and a Python client."""

@@ -1,0 +1,100 @@
+"""Node: one BitDust node, built and wired from one home folder.
+
+Everything that lives while a node runs hangs off this object (config, automats,
+services, API server, ...), never off module globals: several nodes run side by side
+in one process, which is how the fast multi-node tests work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+
+from bitdust.api.server import ApiServer
+from bitdust.automats.automat import AutomatRegistry
+from bitdust.automats.initializer import Initializer
+from bitdust.automats.shutdowner import Shutdowner
+from bitdust.config import Config
+from bitdust.home import Home
+from bitdust.services import built_services
+from bitdust.services.driver import ServiceDriver, ServiceFactory
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The initializer ended in FAILED; the message is its reason."""
+
+
+class Node:
+    def __init__(self, home: Path | str, reactor: Any = None, clock: Any = None,
+                 services: Mapping[str, ServiceFactory] | None = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
+        self.home = Home(Path(home).expanduser().resolve())
+        self.home.ensure()
+        self.config = Config(self.home.config)
+        self.automats = AutomatRegistry()
+        self.services = ServiceDriver(self, built_services() if services is None else services)
+        self.api: ApiServer | None = None
+        self.initializer = Initializer(self)
+        self.shutdowner = Shutdowner(self)
+        self.shutdowner.event("init")
+        self.exit_handler: Callable[[bool], None] = self._stop_in_process
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        """Run the initializer; fires when READY, fails with StartupError when FAILED."""
+        finished = self.initializer.when_state("READY", "FAILED")
+        self.initializer.event("run")
+
+        def check(state: str) -> None:
+            if state == "FAILED":
+                raise StartupError(self.initializer.failure_reason)
+
+        return finished.addCallback(check)
+
+    def stop(self) -> Deferred[None]:
+        """Run the shutdowner; fires when everything is stopped."""
+        finished = self.shutdowner.when_state("FINISHED")
+        self.shutdowner.event("stop")
+        return finished.addCallback(lambda _: None)
+
+    def request_exit(self, restart: bool = False) -> None:
+        """Asked through the API (``stop()``/``restart()``); the daemon decides how."""
+        log.info("exit requested (restart=%s)", restart)
+        self.exit_handler(restart)
+
+    def _stop_in_process(self, restart: bool) -> None:
+        self.stop()
+
+    # -- stages driven by initializer / shutdowner ------------------------------
+
+    def prepare_local(self) -> Deferred[None]:
+        self.home.ensure()
+        self.home.api_secret(create=True)
+        return succeed(None)
+
+    def start_interfaces(self) -> Deferred[None]:
+        self.api = ApiServer(self)
+        return self.api.start()
+
+    def stop_interfaces(self) -> Deferred[None]:
+        api, self.api = self.api, None
+        return api.stop() if api is not None else succeed(None)
+
+    @property
+    def api_port(self) -> int:
+        """The port the API really listens on (differs from config when it was 0)."""
+        if self.api is None:
+            raise RuntimeError("the API is not running")
+        return self.api.port
