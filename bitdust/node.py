@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
 
 from bitdust.api.server import ApiServer
 from bitdust.automats.automat import AutomatRegistry
 from bitdust.automats.initializer import Initializer
 from bitdust.automats.shutdowner import Shutdowner
 from bitdust.config import Config
+from bitdust.crypto.keys import PrivateKey
 from bitdust.home import Home
 from bitdust.services import built_services
 from bitdust.services.driver import ServiceDriver, ServiceFactory
@@ -45,6 +47,7 @@ class Node:
         self.automats = AutomatRegistry()
         self.services = ServiceDriver(self, built_services() if services is None else services)
         self.api: ApiServer | None = None
+        self.key: PrivateKey | None = None
         self.initializer = Initializer(self)
         self.shutdowner = Shutdowner(self)
         self.shutdowner.event("init")
@@ -80,9 +83,22 @@ class Node:
     # -- stages driven by initializer / shutdowner ------------------------------
 
     def prepare_local(self) -> Deferred[None]:
+        """Folders, API secret, and the node's RSA key (made on first start, in a thread:
+        a 3072-bit key takes up to a second or two)."""
         self.home.ensure()
         self.home.api_secret(create=True)
-        return succeed(None)
+        if self.home.key_file.is_file():
+            self.key = PrivateKey.load(self.home.key_file)
+            return succeed(None)
+        bits = self.config.get("personal/private-key-size")
+
+        def created(key: PrivateKey) -> None:
+            key.save(self.home.key_file)
+            self.key = key
+            log.info("created a %d-bit RSA key in %s", bits, self.home.key_file)
+
+        pool = self.reactor.getThreadPool()
+        return deferToThreadPool(self.reactor, pool, PrivateKey.generate, bits).addCallback(created)
 
     def start_interfaces(self) -> Deferred[None]:
         self.api = ApiServer(self)
