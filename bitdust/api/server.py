@@ -41,11 +41,24 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 PARSE_ERROR = -32700
 INVALID_REQUEST = jsonrpclib.INVALID_JSONRPC
+INVALID_PARAMS = jsonrpclib.INVALID_METHOD_PARAMS
 UNAUTHORIZED = -32001
 
 
 def _error_body(code: int, message: str, request_id: Any = None) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": request_id}).encode()
+
+
+def _envelope_problem(parsed: Any) -> tuple[int, str] | None:
+    """Checked here so that every envelope error is answered in JSON-RPC 2.0 form
+    (the base class would answer these in the pre-1.0 form). Batches are not supported."""
+    if not isinstance(parsed, dict):
+        return INVALID_REQUEST, "invalid request: expected one JSON object (batches are not supported)"
+    if not isinstance(parsed.get("method"), str):
+        return INVALID_REQUEST, "invalid request: 'method' must be a string"
+    if parsed.get("params") is not None and not isinstance(parsed["params"], list | dict):
+        return INVALID_PARAMS, "invalid params: expected an array or an object"
+    return None
 
 
 class JsonRpcResource(JSONRPC):
@@ -80,10 +93,15 @@ class JsonRpcResource(JSONRPC):
             request.setHeader(b"content-type", b"application/json")
             return _error_body(INVALID_REQUEST, f"request body over {MAX_BODY} bytes")
         try:
-            json.loads(content.read().decode("utf-8"))
+            parsed = json.loads(content.read().decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             request.setHeader(b"content-type", b"application/json")
             return _error_body(PARSE_ERROR, f"parse error: {exc}")
+        problem = _envelope_problem(parsed)
+        if problem is not None:
+            request.setHeader(b"content-type", b"application/json")
+            request_id = parsed.get("id") if isinstance(parsed, dict) else None
+            return _error_body(*problem, request_id=request_id)
         content.seek(0, 0)
         return super().render(request)
 
