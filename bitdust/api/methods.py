@@ -7,6 +7,7 @@ becomes an ERROR answer in the server. Calls whose subsystem is not built yet co
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Callable
@@ -40,6 +41,8 @@ EXIT_DELAY = 0.1
 _IMPLEMENTED = (
     "stop", "restart", "reconnect", "show", "config_get", "config_set", "config_list", "filemanager",
     "automats_list", "services_list", "service_info", "service_start", "service_stop", "space_local",
+    "identity_get", "identity_create",
+    "packets_stats", "packets_list", "connections_list", "streams_list",
 )
 
 
@@ -47,6 +50,7 @@ class ApiMethods:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._table: dict[str, Callable[..., Any]] = {name: getattr(self, name) for name in _IMPLEMENTED}
+        self._signatures: dict[str, inspect.Signature] = {}
         for name, params, service in UNBUILT:
             self._table[name] = make_unbuilt(name, params, service, node.services.installed)
         for mode in FILEMANAGER_MODES:
@@ -54,6 +58,12 @@ class ApiMethods:
 
     def lookup(self, name: str) -> Callable[..., Any] | None:
         return self._table.get(name)
+
+    def signature(self, name: str) -> inspect.Signature:
+        """Cached: computing a signature costs more than a typical call."""
+        if name not in self._signatures:
+            self._signatures[name] = inspect.signature(self._table[name])
+        return self._signatures[name]
 
     def names(self) -> list[str]:
         return sorted(self._table)
@@ -100,6 +110,55 @@ class ApiMethods:
 
     def config_list(self, sort: bool = False) -> dict[str, Any]:
         return ok(config_views.listing(self.node.config, bool(sort)))
+
+    # -- identity (not in the seed API; ``bitdust identity`` uses them while the daemon runs) --
+
+    def identity_get(self) -> dict[str, Any]:
+        from bitdust.identity.my_id import describe
+
+        if self.node.my_identity is None:
+            return error("this node has no identity yet: run `bitdust identity create NAME`")
+        return ok(describe(self.node.my_identity))
+
+    @inlineCallbacks
+    def identity_create(self, name: str) -> Any:
+        from bitdust.identity.document import IdentityError
+        from bitdust.identity.idurl import IdurlError
+        from bitdust.identity.my_id import describe
+
+        if not self.node.services.is_on("service_identity_propagate"):
+            raise ServiceUnavailable("identity_create needs service_identity_propagate, which is not running")
+        service: Any = self.node.services.instance("service_identity_propagate")
+        try:
+            identity = yield service.register(name)
+        except (IdentityError, IdurlError) as exc:
+            return error(str(exc))
+        return ok(describe(identity))
+
+    # -- nicknames (DHT) -------------------------------------------------------------
+
+    def set_my_nickname(self, nickname: str) -> Deferred[dict[str, Any]]:
+        """Register ``nickname`` for this node in the DHT and keep it while the node runs
+        (re-published every 10 minutes, and again after a restart: it is saved in
+        ``personal/nickname``). Nicknames are 3-32 of ``A-Z a-z 0-9 . _ -``, without case.
+
+        ``{'status': 'OK', 'result': 'nickname X registered', 'nickname': X, 'idurl': mine}``;
+        ``{'status': 'ERROR', 'errors': ['nickname X is already taken by <idurl>']}`` when
+        another node holds it. The spec puts this call under service_private_messages;
+        this build needs only service_dht (and an identity), so it works before messaging.
+        """
+        from bitdust.api import dht_calls
+
+        return dht_calls.set_my_nickname(self.node, nickname)
+
+    def find_peer_by_nickname(self, nickname: str) -> Deferred[dict[str, Any]]:
+        """Who holds ``nickname``: ``{'status': 'OK', 'result': {'nickname': X, 'idurl': ...}}``,
+        or ERROR ``nickname X was not found``. Only records whose signature and publisher
+        identity verify are believed. Needs service_dht (not service_private_messages, as
+        the spec's table says: that service is not built yet)."""
+        from bitdust.api import dht_calls
+
+        return dht_calls.find_peer_by_nickname(self.node, nickname)
 
     # -- automats and services -----------------------------------------------------
 
@@ -155,6 +214,38 @@ class ApiMethods:
 
         return deferToThreadPool(reactor, reactor.getThreadPool(), measure).addCallback(lambda r: ok([r]))
 
+    # -- network (service_gateway) -------------------------------------------------------
+
+    def packets_stats(self) -> dict[str, Any]:
+        """Counters as defined in :mod:`bitdust.transport.stats`, in the spec's one-item list."""
+        from bitdust.services.gateway import running_gateway
+
+        return ok([running_gateway(self.node, "packets_stats").stats.as_api()])
+
+    def packets_list(self) -> dict[str, Any]:
+        """Packets in flight and the recent ones, oldest first: dicts with direction,
+        command, packet_id, remote, size, state, proto, attempts, started."""
+        from bitdust.services.gateway import running_gateway
+
+        return ok(running_gateway(self.node, "packets_list").packet_log.as_api())
+
+    def connections_list(self, wanted_protos: Any = None) -> dict[str, Any]:
+        """Open connections: proto, direction, host, port, idurl ('' until a verified
+        packet names the peer), state, bytes_in/out, packets_in/out, queued_bytes, started."""
+        from bitdust.services.gateway import running_gateway
+
+        gateway = running_gateway(self.node, "connections_list")
+        return ok(gateway.connections(_protos(wanted_protos)))
+
+    def streams_list(self, wanted_protos: Any = None) -> dict[str, Any]:
+        """Packets being moved right now: proto, direction, host, port, idurl, size and
+        done in bytes (None where the transport cannot tell: a QUIC stream's total size
+        is unknown until it ends, its acknowledged part is not exposed by aioquic)."""
+        from bitdust.services.gateway import running_gateway
+
+        gateway = running_gateway(self.node, "streams_list")
+        return ok(gateway.streams(_protos(wanted_protos)))
+
     # -- GUI gate ---------------------------------------------------------------------
 
     def filemanager(self, json_request: Any) -> dict[str, Any]:
@@ -178,3 +269,14 @@ class ApiMethods:
 
         alias.__name__ = "filemanager_" + mode
         return alias
+
+
+def _protos(wanted: Any) -> list[str] | None:
+    """``['tcp', 'udp']``, ``'tcp,udp'`` or None (all)."""
+    if wanted is None or wanted == "":
+        return None
+    if isinstance(wanted, str):
+        wanted = wanted.split(",")
+    if not isinstance(wanted, list | tuple) or not all(isinstance(p, str) for p in wanted):
+        raise ApiError("wanted_protos must be a list of protocol names like ['tcp', 'udp']")
+    return [p.strip().lower() for p in wanted if p.strip()]

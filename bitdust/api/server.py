@@ -15,7 +15,6 @@ front of it:
 from __future__ import annotations
 
 import hmac
-import inspect
 import json
 import logging
 from collections.abc import Callable
@@ -114,7 +113,7 @@ class JsonRpcResource(JSONRPC):
         method = self._methods.lookup(functionPath)
         if method is None:
             raise jsonrpclib.NoSuchFunction(jsonrpclib.METHOD_NOT_FOUND, f"method {functionPath!r} not found")
-        signature = inspect.signature(method)
+        signature = self._methods.signature(functionPath)
 
         def call(*args: Any, **kwargs: Any) -> Deferred[Any]:
             try:
@@ -147,8 +146,23 @@ class ApiRoot(resource.Resource):
         return self._rpc.render(request)
 
 
+class ApiRequest(server.Request):
+    """A request that skips Twisted's form-body parsing.
+
+    Twisted parses every Content-Type header with the ``email`` package to look for form
+    bodies; that was about a fifth of the server's time per call. The API never takes
+    forms (bodies are JSON), so the header is dropped before that step.
+    """
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.requestHeaders.removeHeader(b"content-type")
+        super().requestReceived(command, path, version)
+
+
 class QuietSite(server.Site):
     """A Site without per-request access logging (the API is called very often)."""
+
+    requestFactory = ApiRequest
 
     def log(self, request: http.Request) -> None:
         return None
