@@ -127,3 +127,23 @@ def test_start_failure_shows_reason(daemon_home: Path) -> None:
     assert "failed to start" in result.stderr
     assert "in use" in result.stderr.lower()
     assert running_pid(Home(daemon_home)) is None
+
+
+def test_two_daemons_side_by_side(make_home: Callable[[str], Path]) -> None:
+    homes = [make_home("left"), make_home("right")]
+    try:
+        for home in homes:
+            assert bitdust(home, "start").returncode == 0
+        pids = [running_pid(Home(home)) for home in homes]
+        assert None not in pids and pids[0] != pids[1]
+        bitdust(homes[0], "config", "set", "logs/debug-level", "9")
+        values = [json.loads(bitdust(h, "config", "get", "logs/debug-level", "--json").stdout)[0]["value"]
+                  for h in homes]
+        assert values == ["9", "4"]
+        for home in homes:
+            assert bitdust(home, "stop").returncode == 0
+    finally:
+        for home in homes:
+            pid = running_pid(Home(home))
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
