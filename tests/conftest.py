@@ -18,6 +18,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_udp_port() -> int:
+    """A UDP port free on 127.0.0.1 right now (the DHT listens on UDP)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def make_home(tmp_path: Path) -> Callable[[str], Path]:
     """Create a node home whose API listens on a free loopback port."""
@@ -27,6 +34,7 @@ def make_home(tmp_path: Path) -> Callable[[str], Path]:
         config = Config(home / "config")
         config.set("interface/api/json-rpc-port", free_port())
         config.set("personal/private-key-size", 2048)  # 3072 is the default; tests need speed, not strength
+        config.set("services/dht/udp-port", free_udp_port())
         return home
 
     return make

@@ -106,7 +106,7 @@ def test_sigterm_and_api_restart(daemon_home: Path) -> None:
             return False
 
     # The same process image is replaced: the pid stays, the API goes away and comes back.
-    wait_until(lambda: "daemon pid %d stopped" % pid in home.main_log.read_text(), what="restart to begin")
+    wait_until(lambda: f"daemon pid {pid} stopped" in home.main_log.read_text(), what="restart to begin")
     wait_until(answers_again, what="the API after restart")
     assert running_pid(home) == pid
 

@@ -77,8 +77,8 @@ def test_every_spec_method_is_registered(started_nodes: Callable[[int], Any]) ->
     (node,) = yield started_nodes(1)
     names = set(node.api.methods.names())
     assert len(SPEC_METHODS) == 52
-    assert SPEC_METHODS <= names
-    assert {"filemanager_" + mode for mode in FILEMANAGER_MODES} <= names
+    assert names >= SPEC_METHODS
+    assert names >= {"filemanager_" + mode for mode in FILEMANAGER_MODES}
 
 
 @pytest_twisted.inlineCallbacks
@@ -232,7 +232,7 @@ def test_port_in_use_fails_startup_with_reason(make_home: Callable[[str], Path])
     try:
         clash = Node(make_home("b"), reactor=reactor)
         clash.config.set("interface/api/json-rpc-port", first.api_port)
-        with pytest.raises(StartupError, match="Address already in use|address already in use|in use"):
+        with pytest.raises(StartupError, match=r"(?i)address already in use"):
             yield clash.start()
         assert clash.initializer.state == "FAILED"
     finally:
