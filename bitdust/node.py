@@ -22,6 +22,8 @@ from bitdust.automats.shutdowner import Shutdowner
 from bitdust.config import Config
 from bitdust.crypto.keys import PrivateKey
 from bitdust.home import Home
+from bitdust.identity.cache import IdentityCache
+from bitdust.identity.document import Identity
 from bitdust.services import built_services
 from bitdust.services.driver import ServiceDriver, ServiceFactory
 
@@ -48,6 +50,8 @@ class Node:
         self.services = ServiceDriver(self, built_services() if services is None else services)
         self.api: ApiServer | None = None
         self.key: PrivateKey | None = None
+        self.identity_cache = IdentityCache(self.home.root / "identitycache", self.reactor, self.clock)
+        self.my_identity: Identity | None = None
         self.initializer = Initializer(self)
         self.shutdowner = Shutdowner(self)
         self.shutdowner.event("init")

@@ -43,7 +43,9 @@ SERVICE_TABLE: tuple[ServiceSpec, ...] = (
     ServiceSpec("service_tcp_transport", ("service_tcp_connections", "service_gateway"), "TCP transport"),
     ServiceSpec("service_udp_transport", ("service_gateway",), "UDP transport (QUIC streams)"),
     ServiceSpec("service_dht", ("service_network",), "Kademlia DHT"),
-    ServiceSpec("service_identity_server", ("service_tcp_connections",), "serves identity documents over HTTP"),
+    # DESIGN.md lists tcp_connections, but the identity server runs its own HTTP listener,
+    # not the peer TCP listener, so it needs only the network.
+    ServiceSpec("service_identity_server", ("service_network",), "serves identity documents over HTTP"),
     ServiceSpec("service_identity_propagate", ("service_gateway",), "identity cache and publishing"),
     ServiceSpec("service_p2p_hookups", ("service_gateway", "service_identity_propagate"),
                 "p2p_connector; commands dispatch"),
