@@ -15,13 +15,14 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from bitdust.util.fs import atomic_write
 
 MIN_KEY_BITS = 2048
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+_PREHASHED = utils.Prehashed(hashes.SHA256())
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -66,6 +67,15 @@ class PublicKey:
         """True only if ``signature`` is this key's RSA-PSS signature of ``data``."""
         try:
             self._key.verify(signature, data, _PSS, hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    def verify_digest(self, digest: bytes, signature: bytes) -> bool:
+        """As :meth:`verify`, given SHA-256(data): lets big data be hashed in pieces,
+        without joining it into one more copy first. Same signatures as :meth:`verify`."""
+        try:
+            self._key.verify(signature, digest, _PSS, _PREHASHED)
         except (InvalidSignature, ValueError):
             return False
         return True
@@ -126,6 +136,10 @@ class PrivateKey:
 
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data, _PSS, hashes.SHA256())
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """Sign SHA-256(data) given the digest: the same signature :meth:`sign` makes."""
+        return self._key.sign(digest, _PSS, _PREHASHED)
 
     def unwrap(self, wrapped: bytes) -> bytes:
         """Open a secret made by :meth:`PublicKey.wrap`; ValueError if it is not ours."""

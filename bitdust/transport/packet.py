@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import secrets
 import struct
 import time
@@ -142,31 +143,40 @@ class Packet:
             remote_id=remote_id,
             key_id=private_key.public_key().fingerprint(),
         )
-        return dataclasses.replace(unsigned, signature=private_key.sign(unsigned.signed_bytes()))
+        return dataclasses.replace(unsigned, signature=private_key.sign_digest(unsigned.digest()))
+
+    def _signed_parts(self) -> list[bytes]:
+        return [
+            MAGIC,
+            _text_field(self.command.value),
+            _text_field(self.owner_id),
+            _text_field(self.creator_id),
+            _text_field(self.packet_id),
+            _U64.pack(self.date),
+            _text_field(self.remote_id),
+            _text_field(self.key_id),
+            _U32.pack(len(self.payload)),
+            self.payload,
+        ]
 
     def signed_bytes(self) -> bytes:
         """The exact bytes the signature covers: the wire form up to the Signature field."""
-        return b"".join(
-            [
-                MAGIC,
-                _text_field(self.command.value),
-                _text_field(self.owner_id),
-                _text_field(self.creator_id),
-                _text_field(self.packet_id),
-                _U64.pack(self.date),
-                _text_field(self.remote_id),
-                _text_field(self.key_id),
-                _U32.pack(len(self.payload)),
-                self.payload,
-            ]
-        )
+        return b"".join(self._signed_parts())
+
+    def digest(self) -> bytes:
+        """SHA-256 of :meth:`signed_bytes`, hashed piece by piece: a multi-MB payload is
+        not copied once more just to be hashed (hashlib also releases the GIL on it)."""
+        hasher = hashlib.sha256()
+        for part in self._signed_parts():
+            hasher.update(part)
+        return hasher.digest()
 
     def serialize(self) -> bytes:
-        return self.signed_bytes() + _U16.pack(len(self.signature)) + self.signature
+        return b"".join([*self._signed_parts(), _U16.pack(len(self.signature)), self.signature])
 
     def verify(self, public_key: PublicKey) -> bool:
         """True only if ``public_key`` signed exactly these fields."""
-        return bool(self.signature) and public_key.verify(self.signed_bytes(), self.signature)
+        return bool(self.signature) and public_key.verify_digest(self.digest(), self.signature)
 
     def is_fresh(self, now: float, max_skew_seconds: float) -> bool:
         """True if Date is within ``max_skew_seconds`` of ``now`` (epoch seconds) either way.
@@ -286,6 +296,13 @@ class FrameDecoder:
         """Bytes buffered towards the next, still incomplete, frame."""
         return len(self._buffer)
 
+    @property
+    def next_frame_size(self) -> int | None:
+        """Length announced by the header of the frame being received, if it arrived."""
+        if len(self._buffer) < FRAME_HEADER_SIZE:
+            return None
+        return int(_U32.unpack_from(self._buffer, 0)[0])
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes from the stream; return every frame they complete, in order."""
         if self._error is not None:
@@ -303,7 +320,8 @@ class FrameDecoder:
             end = pos + FRAME_HEADER_SIZE + length
             if end > len(buffer):
                 break
-            frames.append(bytes(buffer[pos + FRAME_HEADER_SIZE : end]))
+            with memoryview(buffer) as view:  # one copy, not a bytearray slice then bytes
+                frames.append(view[pos + FRAME_HEADER_SIZE : end].tobytes())
             pos = end
         del buffer[:pos]
         return frames

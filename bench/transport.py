@@ -1,0 +1,199 @@
+"""Transport benchmark on loopback: prints figures, judges nothing.
+
+    .venv/bin/python bench/transport.py [--mb 256] [--window 8] [--rtt 2000] [--quic-mb 32]
+
+- raw: a plain Twisted TCP socket moving the same bytes (the limit on this machine);
+- tcp: 1 MB ``Data`` packets between two in-process nodes: each one signed by the
+  sender, verified by the receiver, Acked (signed and verified too), ``--window`` in
+  flight; the figure includes signing, so it is what a sender of pieces would see;
+- round trips: 100-byte ``Data`` packets sent one at a time, each waiting for its Ack;
+- quic: the same 1 MB packets with TCP switched off (the fallback path).
+
+Target (issue 3): signed-packet throughput at least 50% of the raw socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import asyncioreactor
+
+asyncioreactor.install(asyncio.new_event_loop())
+
+from twisted.internet import reactor, task  # noqa: E402
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks  # noqa: E402
+from twisted.internet.interfaces import IPushProducer  # noqa: E402
+from twisted.internet.protocol import Factory, Protocol  # noqa: E402
+from zope.interface import implementer  # noqa: E402
+
+from bitdust.config import Config  # noqa: E402
+from bitdust.crypto.keys import PrivateKey  # noqa: E402
+from bitdust.identity.document import Identity, make_contact  # noqa: E402
+from bitdust.identity.idurl import make_idurl  # noqa: E402
+from bitdust.node import Node  # noqa: E402
+from bitdust.services.gateway import GatewayService, running_gateway  # noqa: E402
+from bitdust.services.network import NetworkService  # noqa: E402
+from bitdust.services.tcp_connections import TcpConnectionsService  # noqa: E402
+from bitdust.services.tcp_transport import TcpTransportService  # noqa: E402
+from bitdust.services.udp_transport import UdpTransportService  # noqa: E402
+from bitdust.transport.packet import Command  # noqa: E402
+
+MB = 1024 * 1024
+SERVICES: dict[str, Any] = {c.name: c for c in (NetworkService, TcpConnectionsService, GatewayService,
+                                                 TcpTransportService, UdpTransportService)}
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- raw socket ------------------------------------------------------------------------
+
+class _Sink(Protocol):
+    def __init__(self, total: int, done: Deferred[float]) -> None:
+        self.left, self.done = total, done
+
+    def dataReceived(self, data: bytes) -> None:
+        self.left -= len(data)
+        if self.left <= 0 and not self.done.called:
+            self.done.callback(time.perf_counter())
+
+
+@implementer(IPushProducer)
+class _Source(Protocol):
+    """Writes 1 MB chunks as fast as the transport takes them (same backpressure as ours)."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks, self.paused, self.chunk = chunks, False, os.urandom(MB)
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self.resumeProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while self.chunks and not self.paused:
+            self.chunks -= 1
+            self.transport.write(self.chunk)  # type: ignore[union-attr]
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        self.chunks = 0
+
+
+@inlineCallbacks
+def raw_throughput(mb: int) -> Any:
+    done: Deferred[float] = Deferred()
+    factory = Factory.forProtocol(lambda: _Sink(mb * MB, done))
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    started = time.perf_counter()
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    client = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), _Source(mb))
+    finished = yield done
+    client.transport.loseConnection()
+    yield port.stopListening()
+    return mb / (finished - started)
+
+
+# -- nodes -----------------------------------------------------------------------------
+
+@inlineCallbacks
+def start_pair(root: Path, tcp: bool) -> Any:
+    nodes = []
+    for name in ("alice", "bob"):
+        home = root / f"{name}-{'tcp' if tcp else 'quic'}"
+        config = Config(home / "config")
+        config.set("interface/api/json-rpc-port", free_port(socket.SOCK_STREAM))
+        config.set("services/tcp-connections/tcp-port", free_port(socket.SOCK_STREAM))
+        config.set("services/udp-transport/udp-port", free_port(socket.SOCK_DGRAM))
+        for switch in ("tcp-connections", "tcp-transport"):
+            config.set(f"services/{switch}/enabled", tcp)
+        (home / "metadata").mkdir(parents=True, exist_ok=True, mode=0o700)
+        PrivateKey.generate(2048 if os.environ.get("BENCH_FAST_KEYS") else 3072).save(home / "metadata/mykeyfile")
+        node = Node(home, reactor=reactor, services=SERVICES)
+        yield node.start()
+        contacts = (make_contact("tcp", "127.0.0.1", config.get("services/tcp-connections/tcp-port")),
+                    make_contact("udp", "127.0.0.1", config.get("services/udp-transport/udp-port")))
+        node.my_identity = Identity.create(node.key, [make_idurl("127.0.0.1", 1, name)], contacts)
+        nodes.append(node)
+    for node in nodes:
+        for other in nodes:
+            node.identity_cache.add(other.my_identity)
+    bob_gateway = running_gateway(nodes[1])
+    bob_gateway.add_handler(Command.Data, bob_gateway.ack)
+    return nodes
+
+
+@inlineCallbacks
+def packet_throughput(alice: Node, bob: Node, count: int, window: int, size: int) -> Any:
+    gateway, target = running_gateway(alice), bob.my_identity.idurl  # type: ignore[union-attr]
+    payload = os.urandom(size)
+    sent = iter(range(count))
+
+    @inlineCallbacks
+    def worker() -> Any:
+        for _ in sent:
+            packet = yield gateway.sign_packet(Command.Data, payload, target)
+            reply = yield gateway.outbox(packet, timeout=30, retries=0)
+            assert reply.command is Command.Ack
+
+    started = time.perf_counter()
+    yield DeferredList([worker() for _ in range(window)], fireOnOneErrback=True, consumeErrors=True)
+    return time.perf_counter() - started
+
+
+@inlineCallbacks
+def run(args: argparse.Namespace) -> Any:
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    raw = yield raw_throughput(args.mb)
+    print(f"raw twisted tcp socket   : {raw:8.1f} MB/s  ({args.mb} x 1 MB)")
+    with tempfile.TemporaryDirectory(prefix="bitdust-bench-transport-") as tmp:
+        alice, bob = yield start_pair(Path(tmp), tcp=True)
+        yield packet_throughput(alice, bob, 8, args.window, MB)  # warm-up: connections, caches
+        took = yield packet_throughput(alice, bob, args.mb, args.window, MB)
+        signed = args.mb / took
+        print(f"signed 1 MB Data packets : {signed:8.1f} MB/s  ({args.mb} packets, window {args.window}, "
+              f"signed+verified+acked) = {signed / raw * 100:.0f}% of raw  (target >= 50%)")
+        took = yield packet_throughput(alice, bob, args.rtt, 1, 100)
+        print(f"small packet round trips : {args.rtt / took:8.0f} /s  (100-byte Data -> Ack, one at a time, "
+              f"{took / args.rtt * 1000:.2f} ms each)")
+        took = yield packet_throughput(alice, bob, args.rtt, 32, 100)
+        print(f"small packets, 32 in flight: {args.rtt / took:6.0f} /s")
+        yield alice.stop()
+        yield bob.stop()
+        alice, bob = yield start_pair(Path(tmp), tcp=False)
+        yield packet_throughput(alice, bob, 2, args.window, MB)
+        took = yield packet_throughput(alice, bob, args.quic_mb, args.window, MB)
+        print(f"quic (udp) 1 MB packets  : {args.quic_mb / took:8.1f} MB/s  ({args.quic_mb} packets, "
+              f"window {args.window}, TCP off)")
+        took = yield packet_throughput(alice, bob, min(args.rtt, 500), 1, 100)
+        print(f"quic small round trips   : {min(args.rtt, 500) / took:8.0f} /s")
+        yield alice.stop()
+        yield bob.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=int, default=256, help="MB moved by the raw and the signed TCP runs")
+    parser.add_argument("--window", type=int, default=8, help="1 MB packets in flight")
+    parser.add_argument("--rtt", type=int, default=2000, help="small packets for the round-trip figure")
+    parser.add_argument("--quic-mb", type=int, default=32, help="MB moved over QUIC")
+    args = parser.parse_args()
+    task.react(lambda _reactor: run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""QUIC (aioquic) on UDP: the fallback transport.
+
+Each packet travels on its own unidirectional QUIC stream: the stream's end marks the
+end of the packet, so no framing is needed, and one lost datagram only delays its own
+packet. One client connection is kept per remote ``host:port`` and reused; a dead one
+is re-dialled by the next send. Clients do not verify the server certificate: identity
+is proven by the packet signatures (see :mod:`bitdust.transport.quic_cert`).
+
+A send completes when the peer has acknowledged every byte of the stream (aioquic has
+no public signal for that, so the connection's stream table is checked after each
+transmit). Bounds: a connection holds at most ``queue_limit`` unacknowledged bytes
+(beyond: ``SendQueueFull``), and buffers at most ``max_packet`` bytes per incoming
+stream and twice that per connection (beyond: the connection is closed).
+
+aioquic runs on asyncio; the node's reactor is Twisted's asyncio reactor on that same
+loop, so the coroutines below run on the reactor thread and are bridged with
+``Deferred.fromFuture``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer, serve
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from bitdust.transport.quic_cert import SERVER_NAME, ensure_certificate
+from bitdust.transport.tcp import SendQueueFull, check_listen_host
+
+if TYPE_CHECKING:
+    from bitdust.transport.gateway import Gateway, InboxResult
+
+log = logging.getLogger(__name__)
+
+PROTO = "udp"
+ALPN = "bitdust"
+CONNECT_TIMEOUT = 5.0
+DELIVERY_TIMEOUT = 120.0
+IDLE_TIMEOUT = 60.0
+QUEUE_LIMIT = 16 * 1024**2
+MAX_INCOMING_STREAMS = 64
+ERROR_PROTOCOL_VIOLATION = 0x0A
+
+T = TypeVar("T")
+
+
+class QuicError(ConnectionError):
+    """A packet could not be delivered over QUIC."""
+
+
+class PacketQuicProtocol(QuicConnectionProtocol):
+    """One QUIC connection, either accepted by our server or dialled by us."""
+
+    def __init__(self, quic: QuicConnection, stream_handler: Any = None, *,
+                 owner: QuicTransport, direction: str) -> None:
+        self.owner = owner
+        self.direction = direction
+        self.remote: tuple[str, int] = ("", 0)
+        self.idurl = ""
+        self.closed = False
+        self.started = time.time()
+        self.bytes_in = self.bytes_out = self.packets_in = self.packets_out = 0
+        self._incoming: dict[int, bytearray] = {}
+        self._incoming_bytes = 0
+        self._outgoing: dict[int, tuple[int, asyncio.Future[None]]] = {}
+        self.outgoing_bytes = 0
+        super().__init__(quic, stream_handler)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.owner.added(self)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        if not self.remote[0]:
+            self.remote = (str(addr[0]), int(addr[1]))
+        super().datagram_received(data, addr)
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.StreamDataReceived):
+            self._stream_data(event)
+        elif isinstance(event, events.StreamReset):
+            self._incoming_bytes -= len(self._incoming.pop(event.stream_id, b""))
+        elif isinstance(event, events.ConnectionTerminated):
+            self._terminated(event.reason_phrase or f"error {event.error_code}")
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _stream_data(self, event: events.StreamDataReceived) -> None:
+        buffer = self._incoming.get(event.stream_id)
+        if buffer is None:
+            if len(self._incoming) >= MAX_INCOMING_STREAMS:
+                self._violation("too many streams at once", len(event.data))
+                return
+            buffer = self._incoming[event.stream_id] = bytearray()
+        buffer += event.data
+        self._incoming_bytes += len(event.data)
+        self.bytes_in += len(event.data)
+        if len(buffer) > self.owner.max_packet or self._incoming_bytes > 2 * self.owner.max_packet:
+            self._violation("packet exceeds the size limit", len(buffer))
+            return
+        if not event.end_stream:
+            return
+        del self._incoming[event.stream_id]
+        self._incoming_bytes -= len(buffer)
+        self.packets_in += 1
+        receiver = self.owner.receiver
+        if receiver is not None:
+            receiver.inbox(bytes(buffer), PROTO, self.remote).addBoth(self._processed)
+
+    def _processed(self, result: InboxResult | Failure) -> None:
+        if isinstance(result, Failure) or result.stream_broken:
+            self.close(ERROR_PROTOCOL_VIOLATION, "not a packet")
+        elif result.creator and not self.idurl:
+            self.idurl = result.creator
+
+    def _violation(self, why: str, size: int) -> None:
+        log.info("closing quic connection with %s:%s: %s", *self.remote, why)
+        self.owner.reject("oversize", size)
+        self._incoming.clear()
+        self._incoming_bytes = 0
+        self.close(ERROR_PROTOCOL_VIOLATION, why)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send_packet(self, data: bytes) -> asyncio.Future[None]:
+        """A future that completes when the peer acknowledged the whole packet."""
+        if self.closed:
+            raise QuicError(f"quic connection to {self.remote[0]}:{self.remote[1]} is closed")
+        if self._outgoing and self.outgoing_bytes + len(data) > self.owner.queue_limit:
+            raise SendQueueFull(f"{self.outgoing_bytes} bytes unacknowledged to {self.remote[0]}:{self.remote[1]}")
+        stream_id = self._quic.get_next_available_stream_id(is_unidirectional=True)
+        self._quic.send_stream_data(stream_id, data, end_stream=True)
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._outgoing[stream_id] = (len(data), done)
+        self.outgoing_bytes += len(data)
+        self.transmit()
+        return done
+
+    def transmit(self) -> None:
+        super().transmit()
+        if self._outgoing:
+            self._check_delivered()
+
+    def _check_delivered(self) -> None:
+        streams = self._quic._streams  # private, but the only place delivery shows
+        for stream_id in list(self._outgoing):
+            stream = streams.get(stream_id)
+            if stream is None or stream.sender.is_finished:
+                size, done = self._outgoing.pop(stream_id)
+                self.outgoing_bytes -= size
+                self.bytes_out += size
+                self.packets_out += 1
+                if not done.done():
+                    done.set_result(None)
+
+    def _terminated(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for _size, done in self._outgoing.values():
+            if not done.done():
+                done.set_exception(QuicError(f"quic connection closed: {reason}"))
+        self._outgoing.clear()
+        self.outgoing_bytes = 0
+        self._incoming.clear()
+        self.owner.removed(self)
+        if self.direction == "out" and self._transport is not None:
+            self._transport.close()  # our own socket; the server's one is shared
+
+    # -- views -----------------------------------------------------------------------
+
+    def as_api(self) -> dict[str, Any]:
+        return {
+            "proto": PROTO, "direction": self.direction, "host": self.remote[0], "port": self.remote[1],
+            "idurl": self.idurl, "state": "closed" if self.closed else "open",
+            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+            "packets_in": self.packets_in, "packets_out": self.packets_out,
+            "queued_bytes": self.outgoing_bytes, "started": self.started,
+        }
+
+    def streams(self) -> list[dict[str, Any]]:
+        base = {"proto": PROTO, "host": self.remote[0], "port": self.remote[1], "idurl": self.idurl}
+        found = [{**base, "direction": "out", "stream_id": sid, "size": size, "done": None}
+                 for sid, (size, _d) in self._outgoing.items()]
+        found += [{**base, "direction": "in", "stream_id": sid, "size": None, "done": len(buf)}
+                  for sid, buf in self._incoming.items()]
+        return found
+
+
+class QuicTransport:
+    """QUIC server and client pool of one node (service_udp_transport)."""
+
+    proto = PROTO
+
+    def __init__(self, reactor: Any, host: str, port: int, max_packet: int, metadata: Path,
+                 queue_limit: int = QUEUE_LIMIT) -> None:
+        loop = getattr(reactor, "_asyncioEventloop", None)
+        if loop is None:
+            raise RuntimeError("udp_transport needs Twisted's asyncio reactor (aioquic is asyncio-based)")
+        self._loop: asyncio.AbstractEventLoop = loop
+        self.host = check_listen_host(host)
+        self.wanted_port = port
+        self.max_packet = max_packet
+        self.queue_limit = queue_limit
+        self.metadata = metadata
+        self.receiver: Gateway | None = None
+        self._server: QuicServer | None = None
+        self._all: set[PacketQuicProtocol] = set()
+        self._out: dict[tuple[str, int], PacketQuicProtocol] = {}
+        self._connecting: dict[tuple[str, int], asyncio.Future[PacketQuicProtocol]] = {}
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> Deferred[T]:
+        return Deferred.fromFuture(asyncio.ensure_future(coro, loop=self._loop))
+
+    @property
+    def port(self) -> int:
+        if self._server is None or self._server._transport is None:
+            raise QuicError("not listening")
+        return int(self._server._transport.get_extra_info("sockname")[1])
+
+    # -- life --------------------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        return self._run(self._start())
+
+    async def _start(self) -> None:
+        cert, key = ensure_certificate(self.metadata)
+        config = QuicConfiguration(is_client=False, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT)
+        config.load_cert_chain(cert, key)
+        self._server = await serve(self.host, self.wanted_port, configuration=config,
+                                   create_protocol=functools.partial(PacketQuicProtocol, owner=self, direction="in"))
+        log.info("quic listening on %s:%d (udp)", self.host, self.port)
+
+    def stop(self) -> Deferred[None]:
+        for pending in self._connecting.values():
+            pending.cancel()
+        self._connecting.clear()
+        for conn in list(self._all):
+            conn.close()
+            conn._terminated("shutting down")
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        return self._run(asyncio.sleep(0))
+
+    def added(self, conn: PacketQuicProtocol) -> None:
+        self._all.add(conn)
+
+    def removed(self, conn: PacketQuicProtocol) -> None:
+        self._all.discard(conn)
+        for key, known in list(self._out.items()):
+            if known is conn:
+                del self._out[key]
+
+    def reject(self, reason: str, size: int) -> None:
+        if self.receiver is not None:
+            self.receiver.reject(reason, size)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send(self, host: str, port: int, data: bytes, idurl: str) -> Deferred[None]:
+        return self._run(self._send(host, port, data, idurl))
+
+    async def _send(self, host: str, port: int, data: bytes, idurl: str) -> None:
+        if len(data) > self.max_packet:
+            raise QuicError(f"packet of {len(data)} bytes exceeds the limit {self.max_packet}")
+        conn = await self._connection(host, port)
+        if idurl and not conn.idurl:
+            conn.idurl = idurl
+        await asyncio.wait_for(conn.send_packet(data), DELIVERY_TIMEOUT)
+
+    async def _connection(self, host: str, port: int) -> PacketQuicProtocol:
+        if self._server is None:
+            raise QuicError("udp transport is not running")
+        key = (host, port)
+        conn = self._out.get(key)
+        if conn is not None and not conn.closed:
+            return conn
+        pending = self._connecting.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._dial(host, port), loop=self._loop)
+            self._connecting[key] = pending
+            pending.add_done_callback(lambda _f: self._connecting.pop(key, None))
+        conn = await asyncio.shield(pending)
+        self._out[key] = conn
+        return conn
+
+    async def _dial(self, host: str, port: int) -> PacketQuicProtocol:
+        config = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE,
+                                   server_name=SERVER_NAME, idle_timeout=IDLE_TIMEOUT)
+        infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        address = infos[0][4]
+        transport, conn = await self._loop.create_datagram_endpoint(
+            lambda: PacketQuicProtocol(QuicConnection(configuration=config), owner=self, direction="out"),
+            local_addr=(self.host, 0))
+        conn.remote = (host, port)
+        try:
+            conn.connect(address)
+            await asyncio.wait_for(conn.wait_connected(), CONNECT_TIMEOUT)
+        except BaseException as exc:
+            conn._terminated("connect failed")
+            transport.close()
+            if isinstance(exc, (asyncio.TimeoutError, ConnectionError)):
+                raise QuicError(f"cannot connect to {host}:{port} over quic") from None
+            raise
+        return conn
+
+    # -- views -------------------------------------------------------------------------
+
+    def connections(self) -> list[dict[str, Any]]:
+        return [c.as_api() for c in sorted(self._all, key=lambda c: c.started)]
+
+    def streams(self) -> list[dict[str, Any]]:
+        return [s for c in sorted(self._all, key=lambda c: c.started) for s in c.streams()]

@@ -1,0 +1,180 @@
+"""Packet stats, duplicate table and the TCP frame protocol, without sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import StringTransport
+
+from bitdust.transport.dedupe import SeenPackets
+from bitdust.transport.gateway import InboxResult
+from bitdust.transport.packet import FrameDecoder, encode_frame
+from bitdust.transport.stats import PacketLog, PacketRecord, PacketStats
+from bitdust.transport.tcp import PacketProtocol, SendQueueFull, TcpError, check_listen_host
+
+PEER = "http://127.0.0.1:8084/bob.xml"
+
+
+def test_stats_shape_and_reasons() -> None:
+    stats = PacketStats()
+    stats.received(PEER, 100)
+    stats.dropped_in("bad_signature", 50)
+    stats.dropped_in("garbage", 7)
+    stats.dropped_in("duplicate", 100)
+    stats.sent(PEER, 30)
+    stats.send_failed()
+    stats.send_unknown(9)
+    api = stats.as_api()
+    assert api["in"] == {PEER: 1, "failedpackets": 1, "totalbytes": 100, "totalpackets": 1,
+                         "unknownbytes": 7, "unknownpackets": 1,
+                         "dropped": {"bad_signature": 1, "duplicate": 1, "garbage": 1}}
+    assert api["out"] == {PEER: 1, "failedpackets": 2, "totalbytes": 30, "totalpackets": 1,
+                          "unknownbytes": 9, "unknownpackets": 1}
+
+
+def test_stats_per_peer_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bitdust.transport.stats.MAX_PEERS", 3)
+    stats = PacketStats()
+    for i in range(10):
+        stats.received(f"http://h/{i}.xml", 1)
+    peers = [k for k in stats.as_api()["in"] if k.startswith("http")]
+    assert peers == ["http://h/7.xml", "http://h/8.xml", "http://h/9.xml"]
+
+
+def test_packet_log_keeps_active_and_bounded_recent() -> None:
+    log = PacketLog(recent=2)
+    active = log.start(PacketRecord("out", "Data", "1", PEER, 10, "sending"))
+    for i in range(3):
+        log.add_finished(PacketRecord("in", "Ack", str(i), PEER, 5, "received"))
+    assert [r["packet_id"] for r in log.as_api()] == ["1", "2", "1"]
+    log.finish(active, "acked")
+    assert [(r["packet_id"], r["state"]) for r in log.as_api()] == [("2", "received"), ("1", "acked")]
+    assert set(log.as_api()[0]) == {"direction", "command", "packet_id", "remote", "size", "state", "proto",
+                                    "attempts", "started"}
+
+
+def test_seen_packets_lru_and_replies() -> None:
+    seen = SeenPackets(limit=2)
+    a, b, c = (PEER, "Data", "a"), (PEER, "Data", "b"), (PEER, "Data", "c")
+    seen.add(a)
+    seen.add(b)
+    seen.set_reply(a, b"ack-a")
+    seen.add(a)  # touch: b becomes the oldest
+    seen.add(c)
+    assert a in seen and c in seen and b not in seen and len(seen) == 2
+    assert seen.reply_for(a) == b"ack-a" and seen.reply_for(c) is None
+    seen.set_reply(b, b"ignored")  # not in the table any more
+    assert seen.reply_for(b) is None
+    with pytest.raises(ValueError):
+        SeenPackets(0)
+
+
+def test_frame_decoder_reports_the_frame_in_progress() -> None:
+    decoder = FrameDecoder(1000)
+    assert decoder.next_frame_size is None
+    frame = encode_frame(b"x" * 300)
+    assert decoder.feed(frame[:100]) == []
+    assert decoder.next_frame_size == 300
+    assert decoder.feed(frame[100:]) == [b"x" * 300]
+    assert decoder.next_frame_size is None
+
+
+def test_listen_host_refuses_wildcards() -> None:
+    assert check_listen_host("127.0.0.1") == "127.0.0.1"
+    assert check_listen_host("node.example") == "node.example"
+    for bad in ("0.0.0.0", "::", ""):
+        with pytest.raises(ValueError):
+            check_listen_host(bad)
+
+
+class _Manager:
+    """The parts of TcpConnections a PacketProtocol uses."""
+
+    def __init__(self, max_frame: int = 1000, queue_limit: int = 500) -> None:
+        self.max_frame = max_frame
+        self.queue_limit = queue_limit
+        self.receiver: Any = self
+        self.frames: list[bytes] = []
+        self.rejected: list[str] = []
+        self.answers: list[Deferred[InboxResult]] = []
+
+    def inbox(self, data: bytes, proto: str, peer: Any) -> Deferred[InboxResult]:
+        self.frames.append(data)
+        answer: Deferred[InboxResult] = Deferred()
+        self.answers.append(answer)
+        return answer
+
+    def reject(self, reason: str, size: int) -> None:
+        self.rejected.append(reason)
+
+    def added(self, conn: Any) -> None:
+        pass
+
+    def removed(self, conn: Any) -> None:
+        pass
+
+
+def _connected(manager: _Manager) -> tuple[PacketProtocol, StringTransport]:
+    proto = PacketProtocol(manager, "in")  # type: ignore[arg-type]
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_write_queue_is_bounded_while_the_peer_is_slow() -> None:
+    manager = _Manager(queue_limit=500)
+    proto, transport = _connected(manager)
+    assert transport.producer is proto and transport.streaming
+    first = proto.send(b"a" * 100)
+    assert first.called and transport.value() == encode_frame(b"a" * 100)
+    proto.pauseProducing()  # what the transport does when its buffer is full
+    queued = [proto.send(b"b" * 200), proto.send(b"c" * 200)]
+    assert not any(d.called for d in queued) and proto.queued_bytes == 400
+    refused = proto.send(b"d" * 200)
+    failures: list[Any] = []
+    refused.addErrback(failures.append)
+    assert failures and failures[0].check(SendQueueFull)
+    assert len(proto.streams()) == 2
+    proto.resumeProducing()
+    assert all(d.called for d in queued) and proto.queued_bytes == 0
+    assert transport.value().endswith(encode_frame(b"c" * 200))
+    too_big: list[Any] = []
+    proto.send(b"z" * 2000).addErrback(too_big.append)
+    assert too_big and too_big[0].check(TcpError)
+
+
+def test_queued_sends_fail_when_the_connection_drops() -> None:
+    proto, _transport = _connected(_Manager())
+    proto.pauseProducing()
+    failures: list[Any] = []
+    proto.send(b"x").addErrback(failures.append)
+    proto.connectionLost()
+    assert failures and failures[0].check(TcpError)
+    later: list[Any] = []
+    proto.send(b"y").addErrback(later.append)
+    assert later
+
+
+def test_reading_pauses_while_too_many_frames_are_verified() -> None:
+    manager = _Manager()
+    proto, transport = _connected(manager)
+    proto.dataReceived(b"".join(encode_frame(bytes([i]) * 10) for i in range(5)))
+    assert len(manager.frames) == 5 and transport.producerState == "paused"
+    for answer in manager.answers[:2]:
+        answer.callback(InboxResult("http://127.0.0.1:8084/alice.xml"))
+    assert transport.producerState == "producing"
+    assert proto.idurl == "http://127.0.0.1:8084/alice.xml"
+
+
+def test_oversize_header_and_garbage_close_the_connection() -> None:
+    manager = _Manager(max_frame=100)
+    proto, transport = _connected(manager)
+    proto.dataReceived(b"\x00\x00\x10\x00")
+    assert manager.rejected == ["oversize"] and transport.disconnecting
+    manager2 = _Manager()
+    proto2, transport2 = _connected(manager2)
+    proto2.dataReceived(encode_frame(b"junk"))
+    manager2.answers[0].callback(InboxResult(None, "garbage"))
+    assert transport2.disconnecting
