@@ -43,6 +43,7 @@ _IMPLEMENTED = (
     "automats_list", "services_list", "service_info", "service_start", "service_stop", "space_local",
     "identity_get", "identity_create",
     "packets_stats", "packets_list", "connections_list", "streams_list",
+    "set_my_nickname", "find_peer_by_nickname",
 )
 
 
@@ -105,8 +106,12 @@ class ApiMethods:
         key (``services/backups``) returns every option below it."""
         return ok(config_views.describe(self.node.config, key))
 
-    def config_set(self, key: str, value: Any) -> dict[str, Any]:
-        return ok(config_views.change(self.node.config, key, value))
+    @inlineCallbacks
+    def config_set(self, key: str, value: Any) -> Any:
+        """Answers after any service switch the change caused has finished."""
+        changed = config_views.change(self.node.config, key, value)
+        yield self.node.services.idle()
+        return ok(changed)
 
     def config_list(self, sort: bool = False) -> dict[str, Any]:
         return ok(config_views.listing(self.node.config, bool(sort)))

@@ -10,6 +10,16 @@ from bitdust.services.service import Service
 
 
 def built_services() -> dict[str, type[Service]]:
+    from bitdust.services.dht import DhtService
+    from bitdust.services.gateway import GatewayService
+    from bitdust.services.identity_propagate import IdentityPropagateService
+    from bitdust.services.identity_server import IdentityServerService
     from bitdust.services.network import NetworkService
+    from bitdust.services.tcp_connections import TcpConnectionsService
+    from bitdust.services.tcp_transport import TcpTransportService
+    from bitdust.services.udp_transport import UdpTransportService
 
-    return {cls.name: cls for cls in (NetworkService,)}
+    return {cls.name: cls for cls in (NetworkService, IdentityServerService, IdentityPropagateService,
+                                      DhtService,
+                                      TcpConnectionsService, GatewayService, TcpTransportService,
+                                      UdpTransportService)}
