@@ -277,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("value", nargs="?")
     config.add_argument("--json", action="store_true", help="print the API's JSON shape")
     config.set_defaults(func=cmd_config)
+    from bitdust.identity.commands import add_parser as add_identity_parser
+
+    add_identity_parser(sub)
+    from bitdust.localnet import add_parser as add_localnet_parser
+
+    add_localnet_parser(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from bitdust.services.service import SERVICE_TABLE, Service, ServiceError, ServiceSpec, normalize_name
@@ -144,6 +144,11 @@ class ServiceDriver:
                     needed.add(dep)
                     stack.append(dep)
         return [spec.name for spec in self._order if spec.name in needed]
+
+    def idle(self) -> Deferred[None]:
+        """Fires once every start/stop queued so far has finished (a config switch
+        queues one): the API answers ``config_set`` after the change took effect."""
+        return self._lock.run(succeed, None)
 
     # -- whole-node start and stop --------------------------------------------
 
