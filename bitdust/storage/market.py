@@ -1,0 +1,212 @@
+"""What customers and suppliers say to each other: the payloads of the storage market.
+
+Both sides import only this module to speak the protocol, so the formats live in one
+place. Control messages are small JSON objects (validated strictly, bounded in size);
+pieces travel as raw bytes behind a short binary header (no base64).
+
+| command        | from     | payload                                  | answer                        |
+|----------------|----------|------------------------------------------|-------------------------------|
+| RequestService | customer | ServiceRequest JSON                      | Ack(ServiceOffer) or Fail     |
+| CancelService  | customer | ``{}``                                   | Ack; supplier drops our data  |
+| Data           | customer | piece frame (piece ID + bytes)           | Ack or Fail (over quota, ...) |
+| Retrieve       | customer | ``{"piece": <piece ID>}``                | Data(piece frame) or Fail     |
+| ListFiles      | customer | ``{}``                                   | Files(FileList JSON)          |
+| DeleteFile     | customer | ``{"pieces": [<piece ID>, ...]}``        | Ack                           |
+| DeleteBackup   | customer | ``{"backups": [<backup ID>, ...]}``      | Ack                           |
+| Fail           | either   | ``{"reason": "..."}``                    |                               |
+
+A supplier tells a customer it was rejected (``customer_reject``) with a CancelService of
+its own. Fail reasons are text for people; ``code`` gives machines a stable word
+(``no-space``, ``over-quota``, ``not-found``, ``not-owner``, ``rejected``, ``bad-request``).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from bitdust.identity.idurl import is_idurl, parse_idurl
+from bitdust.storage.ecc import SUPPLIER_COUNTS
+from bitdust.storage.ids import IdError, parse_backup_id, parse_piece_id
+
+MAX_CONTROL_BYTES = 64 * 1024
+MAX_LIST_BYTES = 8 * 1024 * 1024
+_PIECE_HEADER = struct.Struct(">H")
+
+FAIL_CODES = ("no-space", "over-quota", "not-found", "not-owner", "rejected", "bad-request", "busy")
+
+
+class ProtocolError(ValueError):
+    """A payload does not follow this module's formats; the message says how."""
+
+
+def _load(payload: bytes, limit: int = MAX_CONTROL_BYTES) -> dict[str, Any]:
+    if len(payload) > limit:
+        raise ProtocolError(f"payload of {len(payload)} bytes is over the {limit} byte limit")
+    try:
+        value = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"payload is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("payload must be a JSON object")
+    return value
+
+
+def _dump(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def _int(value: dict[str, Any], key: str, minimum: int = 0) -> int:
+    item = value.get(key)
+    if not isinstance(item, int) or isinstance(item, bool) or item < minimum:
+        raise ProtocolError(f"{key!r} must be a whole number >= {minimum}")
+    return item
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    """A customer asks a supplier for space: how much, for which ECC map, at which position."""
+
+    needed_bytes: int
+    ecc_map: str
+    position: int
+
+    def encode(self) -> bytes:
+        return _dump({"needed_bytes": self.needed_bytes, "ecc_map": self.ecc_map, "position": self.position})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> ServiceRequest:
+        value = _load(payload)
+        ecc_map = value.get("ecc_map")
+        if not isinstance(ecc_map, str) or ecc_map not in {f"ecc/{n}x{n}" for n in SUPPLIER_COUNTS}:
+            raise ProtocolError(f"unknown ECC map {ecc_map!r}")
+        request = cls(_int(value, "needed_bytes", 1), ecc_map, _int(value, "position"))
+        if request.position >= int(ecc_map.split("x")[1]):
+            raise ProtocolError(f"position {request.position} is outside {ecc_map}")
+        return request
+
+
+@dataclass(frozen=True)
+class ServiceOffer:
+    """The supplier's yes: the quota it grants (bytes) for this customer."""
+
+    quota_bytes: int
+
+    def encode(self) -> bytes:
+        return _dump({"quota_bytes": self.quota_bytes})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> ServiceOffer:
+        return cls(_int(_load(payload), "quota_bytes"))
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    reason: str
+
+    def encode(self) -> bytes:
+        return _dump({"code": self.code, "reason": self.reason})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Failure:
+        """Lenient: a Fail from an older peer may be plain text."""
+        try:
+            value = _load(payload)
+        except ProtocolError:
+            return cls("bad-request", payload[:500].decode("utf-8", "replace"))
+        code = value.get("code") if value.get("code") in FAIL_CODES else "bad-request"
+        return cls(str(code), str(value.get("reason", ""))[:500])
+
+
+def encode_piece(piece_id: str, data: bytes) -> bytes:
+    raw_id = str(parse_piece_id(piece_id)).encode("ascii")
+    return _PIECE_HEADER.pack(len(raw_id)) + raw_id + data
+
+
+def decode_piece(payload: bytes) -> tuple[str, memoryview]:
+    """(piece ID, bytes) of a piece frame; the bytes are a view, not a copy."""
+    if len(payload) < _PIECE_HEADER.size:
+        raise ProtocolError("piece frame is truncated")
+    (id_len,) = _PIECE_HEADER.unpack_from(payload)
+    end = _PIECE_HEADER.size + id_len
+    if len(payload) < end:
+        raise ProtocolError("piece frame is truncated")
+    try:
+        piece_id = str(parse_piece_id(bytes(payload[_PIECE_HEADER.size:end]).decode("ascii")))
+    except (UnicodeDecodeError, IdError) as exc:
+        raise ProtocolError(f"bad piece ID: {exc}") from None
+    return piece_id, memoryview(payload)[end:]
+
+
+def encode_retrieve(piece_id: str) -> bytes:
+    return _dump({"piece": str(parse_piece_id(piece_id))})
+
+
+def decode_retrieve(payload: bytes) -> str:
+    try:
+        return str(parse_piece_id(_load(payload).get("piece")))
+    except IdError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def encode_delete_pieces(piece_ids: list[str]) -> bytes:
+    return _dump({"pieces": [str(parse_piece_id(p)) for p in piece_ids]})
+
+
+def decode_delete_pieces(payload: bytes) -> list[str]:
+    pieces = _load(payload).get("pieces")
+    if not isinstance(pieces, list):
+        raise ProtocolError("'pieces' must be a list")
+    try:
+        return [str(parse_piece_id(p)) for p in pieces]
+    except IdError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def encode_delete_backups(backup_ids: list[str]) -> bytes:
+    return _dump({"backups": [parse_backup_id(b) for b in backup_ids]})
+
+
+def decode_delete_backups(payload: bytes) -> list[str]:
+    backups = _load(payload).get("backups")
+    if not isinstance(backups, list):
+        raise ProtocolError("'backups' must be a list")
+    try:
+        return [parse_backup_id(b) for b in backups]
+    except IdError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def encode_file_list(pieces: dict[str, int]) -> bytes:
+    """What a supplier holds for one customer: piece ID -> size in bytes."""
+    return _dump({"pieces": pieces})
+
+
+def decode_file_list(payload: bytes) -> dict[str, int]:
+    pieces = _load(payload, MAX_LIST_BYTES).get("pieces")
+    if not isinstance(pieces, dict):
+        raise ProtocolError("'pieces' must be an object")
+    result = {}
+    for piece_id, size in pieces.items():
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ProtocolError(f"bad size for {piece_id!r}")
+        try:
+            result[str(parse_piece_id(piece_id))] = size
+        except IdError as exc:
+            raise ProtocolError(str(exc)) from None
+    return result
+
+
+def customer_folder_name(idurl: str) -> str:
+    """A customer's folder under ``<home>/customers/``: ``<name>@<host>_<port>``.
+
+    Derived from the parsed idurl, so it can never contain a path separator or ``..``.
+    """
+    if not is_idurl(idurl):
+        raise ProtocolError(f"not an idurl: {idurl!r}")
+    parsed = parse_idurl(idurl)
+    host = parsed.host.replace(":", "-")  # IPv6 hosts
+    return f"{parsed.name}@{host}_{parsed.port}"

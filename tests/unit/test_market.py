@@ -1,0 +1,72 @@
+"""Storage-market payloads: round trips and refusal of malformed input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bitdust.storage import market
+
+PIECE = "0/1/F20160313043757PM/3-2-Data"
+
+
+def test_service_request_round_trip() -> None:
+    request = market.ServiceRequest(needed_bytes=256 * 1024**2, ecc_map="ecc/4x4", position=3)
+    assert market.ServiceRequest.decode(request.encode()) == request
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"needed_bytes": 10, "ecc_map": "ecc/5x5", "position": 0}',
+    b'{"needed_bytes": 10, "ecc_map": "ecc/4x4", "position": 4}',
+    b'{"needed_bytes": 0, "ecc_map": "ecc/4x4", "position": 0}',
+    b'{"needed_bytes": true, "ecc_map": "ecc/4x4", "position": 0}',
+    b'[1]', b'not json', b'{"needed_bytes": 10}',
+])
+def test_service_request_refuses(payload: bytes) -> None:
+    with pytest.raises(market.ProtocolError):
+        market.ServiceRequest.decode(payload)
+
+
+def test_piece_frame_round_trip() -> None:
+    piece_id, data = market.decode_piece(market.encode_piece(PIECE, b"\x00payload"))
+    assert piece_id == PIECE
+    assert bytes(data) == b"\x00payload"
+
+
+@pytest.mark.parametrize("piece_id", ["../../etc/passwd", "/abs/F20160313043757PM/1-1-Data", "0/1/x/1-1-Data"])
+def test_piece_frame_refuses_bad_ids(piece_id: str) -> None:
+    raw = piece_id.encode()
+    with pytest.raises(market.ProtocolError):
+        market.decode_piece(len(raw).to_bytes(2, "big") + raw + b"data")
+
+
+@given(st.binary(max_size=300))
+def test_decoders_raise_only_protocol_errors(payload: bytes) -> None:
+    for decode in (market.decode_piece, market.decode_retrieve, market.decode_delete_pieces,
+                   market.decode_delete_backups, market.decode_file_list, market.ServiceRequest.decode,
+                   market.ServiceOffer.decode):
+        try:
+            decode(payload)
+        except market.ProtocolError:
+            continue
+
+
+def test_lists_round_trip() -> None:
+    assert market.decode_delete_pieces(market.encode_delete_pieces([PIECE])) == [PIECE]
+    assert market.decode_delete_backups(market.encode_delete_backups(["0/1/F20160313043757PM"])) == [
+        "0/1/F20160313043757PM"]
+    assert market.decode_file_list(market.encode_file_list({PIECE: 12})) == {PIECE: 12}
+    assert market.decode_retrieve(market.encode_retrieve(PIECE)) == PIECE
+
+
+def test_failure_is_lenient_with_text() -> None:
+    assert market.Failure.decode(b"plain words").reason == "plain words"
+    failure = market.Failure("over-quota", "no room")
+    assert market.Failure.decode(failure.encode()) == failure
+
+
+def test_customer_folder_name() -> None:
+    assert market.customer_folder_name("http://127.0.0.1:8084/alice.xml") == "alice@127.0.0.1_8084"
+    with pytest.raises(market.ProtocolError):
+        market.customer_folder_name("http://127.0.0.1:8084/../x.xml")
