@@ -69,6 +69,11 @@ class Home:
         return self.metadata / "mykeyfile"
 
     @property
+    def packet_key_file(self) -> Path:
+        """The Ed25519 key that signs packets (the identity document certifies it)."""
+        return self.metadata / "packetkey"
+
+    @property
     def main_log(self) -> Path:
         return self.logs / "main.log"
 

@@ -21,6 +21,7 @@ from bitdust.automats.initializer import Initializer
 from bitdust.automats.shutdowner import Shutdowner
 from bitdust.config import Config
 from bitdust.crypto.keys import PrivateKey
+from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.home import Home
 from bitdust.identity.cache import IdentityCache
 from bitdust.identity.document import Identity
@@ -50,6 +51,7 @@ class Node:
         self.services = ServiceDriver(self, built_services() if services is None else services)
         self.api: ApiServer | None = None
         self.key: PrivateKey | None = None
+        self.packet_key: PacketSigningKey | None = None
         self.identity_cache = IdentityCache(self.home.root / "identitycache", self.reactor, self.clock)
         self.my_identity: Identity | None = None
         self.initializer = Initializer(self)
@@ -87,10 +89,12 @@ class Node:
     # -- stages driven by initializer / shutdowner ------------------------------
 
     def prepare_local(self) -> Deferred[None]:
-        """Folders, API secret, and the node's RSA key (made on first start, in a thread:
-        a 3072-bit key takes up to a second or two)."""
+        """Folders, API secret, the node's RSA key (made on first start, in a thread:
+        a 3072-bit key takes up to a second or two) and its Ed25519 packet key (made in
+        microseconds, so right here)."""
         self.home.ensure()
         self.home.api_secret(create=True)
+        self.packet_key = PacketSigningKey.load_or_create(self.home.packet_key_file)
         if self.home.key_file.is_file():
             self.key = PrivateKey.load(self.home.key_file)
             return succeed(None)

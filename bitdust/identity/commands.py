@@ -1,4 +1,5 @@
-"""``bitdust identity create NAME`` and ``bitdust identity show``.
+"""``bitdust identity create NAME`` and ``bitdust identity show`` (``backup``/``restore``:
+:mod:`bitdust.identity.key_backup_cli`).
 
 ``create`` goes through the daemon's API (``identity_create``) when the daemon runs
 and its ``service_identity_propagate`` is ON, so the running node switches to the new
@@ -21,8 +22,10 @@ from bitdust.identity.my_id import (
     build_identity,
     describe,
     known_servers,
+    load_current_identity,
     load_my_identity,
     load_or_create_key,
+    load_or_create_packet_key,
     my_contacts,
     post_sync,
     save_my_identity,
@@ -32,6 +35,10 @@ from bitdust.identity.my_id import (
 def cmd_identity(home: Home, args: argparse.Namespace) -> int:
     from bitdust.cli import EXIT_OK, EXIT_USAGE, CliError
 
+    if args.action in ("backup", "restore"):
+        from bitdust.identity.key_backup_cli import cmd_key_backup, cmd_key_restore
+
+        return (cmd_key_backup if args.action == "backup" else cmd_key_restore)(home, args)
     if args.action == "create":
         if not args.name:
             raise CliError("usage: bitdust identity create NAME", EXIT_USAGE)
@@ -43,7 +50,7 @@ def cmd_identity(home: Home, args: argparse.Namespace) -> int:
     if args.xml:
         print(info["xml"], end="")
     else:
-        for key in ("idurl", "name", "revision", "date", "key_id", "key_bits"):
+        for key in ("idurl", "name", "revision", "date", "key_id", "key_bits", "packet_key_id"):
             print(f"{key + ':':<10} {info[key]}")
         print("sources:   " + ", ".join(info["sources"]))
         print("contacts:  " + ", ".join(info["contacts"]))
@@ -61,9 +68,10 @@ def _create(home: Home, name: str) -> str:
     config = Config(home.config)
     try:
         servers = known_servers(config)
-        previous = load_my_identity(home)
         key = load_or_create_key(home, config.get("personal/private-key-size"))
-        identity = build_identity(key, name, servers, my_contacts(config), previous=previous)
+        packet_key = load_or_create_packet_key(home)
+        previous, _changed = load_current_identity(home, key, packet_key)
+        identity = build_identity(key, name, servers, my_contacts(config), previous=previous, packet_key=packet_key)
     except (IdentityError, IdurlError) as exc:
         raise CliError(f"identity create failed: {exc}") from None
     results = post_sync(identity)
@@ -106,8 +114,14 @@ def _daemon_serves_identity(home: Home) -> bool:
 
 def add_parser(sub: Any) -> None:
     """Register ``identity`` on the CLI's subparsers."""
-    parser = sub.add_parser("identity", help="this node's identity: identity create NAME | identity show")
-    parser.add_argument("action", choices=("create", "show"))
-    parser.add_argument("name", nargs="?", help="for create: 3-20 characters of a-z, 0-9, '-' and '_'")
+    parser = sub.add_parser("identity", help="this node's identity: identity create NAME | show | "
+                                             "backup FILE | restore FILE")
+    parser.add_argument("action", choices=("create", "show", "backup", "restore"))
+    parser.add_argument("name", nargs="?", help="for create: 3-20 characters of a-z, 0-9, '-' and '_'; "
+                                               "for backup and restore: the key backup FILE")
     parser.add_argument("--xml", action="store_true", help="show: print the signed XML document")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--passphrase-file", metavar="F", help="backup/restore: the passphrase is F's first line")
+    secret.add_argument("--passphrase-env", metavar="VAR", help="backup/restore: the passphrase is in $VAR")
+    secret.add_argument("--passphrase-prompt", action="store_true", help="backup/restore: ask on the terminal")
     parser.set_defaults(func=cmd_identity)

@@ -11,6 +11,13 @@ on a harmless re-indent, or tempt code to verify one text and trust another.
 
 An ``Identity`` is immutable: ``sign`` and ``with_contacts`` return new documents, so a
 cached identity can never change under the feet of code that already checked it.
+
+Format version 2 adds ``packet_key``: the public half of the node's Ed25519 packet key
+(:mod:`bitdust.crypto.packet_keys`), base64 of its 32 raw bytes in ``<packetkey>``. The
+RSA signature covers it (the canonical bytes start ``bitdust-identity-v2``), so the
+identity certifies which key signs the node's packets: swapping it breaks the document's
+signature. Version 1 documents (no packet key) are refused by :meth:`Identity.from_xml`;
+only the node's own saved one is upgraded, by :meth:`Identity.upgrade_v1`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from bitdust.crypto.keys import BadKeyError, PrivateKey, PublicKey, b64, unb64
+from bitdust.crypto.packet_keys import PacketSigningKey, PacketVerifyKey
 from bitdust.identity.idurl import IdurlError, format_host_port, parse_idurl, split_host_port
 
 MAX_XML_BYTES = 64 * 1024
@@ -32,7 +40,9 @@ DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
 _REVISION_RE = re.compile(r"[0-9]{1,18}", re.ASCII)
 _PROTO_RE = re.compile(r"[a-z][a-z0-9]{0,15}", re.ASCII)
-_SIGNED_MAGIC = b"bitdust-identity-v1\x00"
+FORMAT_VERSION = "2"
+_SIGNED_MAGIC = b"bitdust-identity-v2\x00"
+_SIGNED_MAGIC_V1 = b"bitdust-identity-v1\x00"
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
@@ -91,6 +101,7 @@ class Identity:
     sources: tuple[str, ...]
     contacts: tuple[str, ...]
     public_key: PublicKey
+    packet_key: PacketVerifyKey
     date: str
     revision: int
     signature: bytes = b""
@@ -116,6 +127,8 @@ class Identity:
         _check_unique("contacts", self.contacts)
         if not isinstance(self.public_key, PublicKey):
             raise IdentityError("public_key must be a bitdust.crypto.keys.PublicKey")
+        if not isinstance(self.packet_key, PacketVerifyKey):
+            raise IdentityError("packet_key must be a bitdust.crypto.packet_keys.PacketVerifyKey")
         _check_date(self.date)
         if isinstance(self.revision, bool) or not isinstance(self.revision, int):
             raise IdentityError(f"revision must be an int, got {type(self.revision).__name__}")
@@ -132,12 +145,19 @@ class Identity:
         contacts: Iterable[str],
         revision: int = 1,
         date: str | None = None,
+        *,
+        packet_key: PacketVerifyKey | PacketSigningKey,
     ) -> Identity:
-        """A new, signed identity for ``private_key`` (the usual way to make one)."""
+        """A new, signed identity for ``private_key`` (the usual way to make one).
+
+        ``packet_key`` is required (keyword-only, so no caller can swap it with another
+        argument): a document without one could not vouch for any packet.
+        """
         unsigned = cls(
             sources=tuple(sources),
             contacts=tuple(contacts),
             public_key=private_key.public_key(),
+            packet_key=_verify_key(packet_key),
             date=date or utc_now_iso(),
             revision=revision,
         )
@@ -156,7 +176,13 @@ class Identity:
 
     @property
     def key_id(self) -> str:
+        """Fingerprint of the RSA identity key."""
         return self.public_key.fingerprint()
+
+    @property
+    def packet_key_id(self) -> str:
+        """Fingerprint of the packet key: the KeyID every packet of this node carries."""
+        return self.packet_key.fingerprint()
 
     def contact_for(self, proto: str) -> tuple[str, int] | None:
         """(host, port) of the first contact for ``proto``, or None if the node has none."""
@@ -179,6 +205,7 @@ class Identity:
         parts.append(_U32.pack(len(self.contacts)))
         parts.extend(_lp(c.encode("utf-8")) for c in self.contacts)
         parts.append(_lp(self.public_key.to_pem()))
+        parts.append(_lp(self.packet_key.to_raw()))
         parts.append(_lp(self.date.encode("ascii")))
         parts.append(_U64.pack(self.revision))
         return b"".join(parts)
@@ -199,18 +226,66 @@ class Identity:
         Returning ``self`` unchanged matters: peers re-fetch identities on revision change,
         so bumping it for nothing would make the whole network reload us.
         """
-        new_contacts = tuple(contacts)
-        if new_contacts == self.contacts:
+        return self.updated(private_key, contacts=contacts)
+
+    def with_packet_key(self, packet_key: PacketVerifyKey | PacketSigningKey, private_key: PrivateKey) -> Identity:
+        """A re-signed copy listing another packet key, revision + 1; ``self`` if it is the same."""
+        return self.updated(private_key, packet_key=packet_key)
+
+    def updated(self, private_key: PrivateKey, contacts: Iterable[str] | None = None,
+                packet_key: PacketVerifyKey | PacketSigningKey | None = None) -> Identity:
+        """Several changes in one re-signed copy (one revision step, not one per change);
+        ``self`` when nothing differs, for the reason :meth:`with_contacts` gives."""
+        changes: dict[str, object] = {}
+        if contacts is not None and tuple(contacts) != self.contacts:
+            changes["contacts"] = tuple(contacts)
+        if packet_key is not None and _verify_key(packet_key) != self.packet_key:
+            changes["packet_key"] = _verify_key(packet_key)
+        if not changes:
             return self
         changed = dataclasses.replace(
-            self, contacts=new_contacts, revision=self.revision + 1, date=utc_now_iso(), signature=b""
+            self, **changes, revision=self.revision + 1, date=utc_now_iso(), signature=b""  # type: ignore[arg-type]
         )
         return changed.sign(private_key)
+
+    @classmethod
+    def upgrade_v1(cls, data: bytes, private_key: PrivateKey, packet_key: PacketVerifyKey | PacketSigningKey,
+                   contacts: Iterable[str] | None = None) -> Identity:
+        """This node's own saved version-1 document, re-made as version 2 (revision + 1).
+
+        Only for the node's own document: it must verify (v1 rules) against
+        ``private_key``'s public key. The revision goes on from it, so identity servers
+        that hold the v1 document take the new one.
+        """
+        root = _parse_untrusted_xml(data)
+        if root.tag != "identity" or root.get("version", "1") != "1":
+            raise IdentityError("not a version 1 identity document")
+        try:
+            public_key = PublicKey.from_pem(_single_text(root, "publickey").strip())
+            signature = unb64(_single_text(root, "signature").strip())
+        except BadKeyError as exc:
+            raise IdentityError(f"bad identity key or signature: {exc}") from exc
+        if public_key != private_key.public_key():
+            raise IdentityError("the saved identity was made with another key")
+        revision = _parse_revision(_single_text(root, "revision"))
+        sources = _list_texts(root, "sources", "source")
+        old_contacts = _list_texts(root, "contacts", "contact")
+        date = _single_text(root, "date").strip()
+        _check_date(date)
+        parts = [_SIGNED_MAGIC_V1, _U32.pack(len(sources))]
+        parts.extend(_lp(s.encode("utf-8")) for s in sources)
+        parts.append(_U32.pack(len(old_contacts)))
+        parts.extend(_lp(c.encode("utf-8")) for c in old_contacts)
+        parts.extend([_lp(public_key.to_pem()), _lp(date.encode("ascii")), _U64.pack(revision)])
+        if not public_key.verify(b"".join(parts), signature):
+            raise IdentityError("the saved version 1 identity does not verify")
+        return cls.create(private_key, sources, old_contacts if contacts is None else contacts,
+                          revision=revision + 1, packet_key=packet_key)
 
     # --- XML -------------------------------------------------------------------------
 
     def to_xml(self) -> bytes:
-        root = ET.Element("identity", {"version": "1"})
+        root = ET.Element("identity", {"version": FORMAT_VERSION})
         sources = ET.SubElement(root, "sources")
         for source in self.sources:
             ET.SubElement(sources, "source").text = source
@@ -218,6 +293,7 @@ class Identity:
         for contact in self.contacts:
             ET.SubElement(contacts, "contact").text = contact
         ET.SubElement(root, "publickey").text = self.public_key.to_pem().decode("ascii")
+        ET.SubElement(root, "packetkey").text = self.packet_key.to_b64()
         ET.SubElement(root, "date").text = self.date
         ET.SubElement(root, "revision").text = str(self.revision)
         ET.SubElement(root, "signature").text = b64(self.signature)
@@ -230,24 +306,45 @@ class Identity:
         root = _parse_untrusted_xml(data)
         if root.tag != "identity":
             raise IdentityError(f"root element is <{root.tag}>, expected <identity>")
-        if root.get("version", "1") != "1":
-            raise IdentityError(f"unsupported identity version {root.get('version')!r}")
+        if root.get("version") != FORMAT_VERSION:
+            raise IdentityError(f"unsupported identity version {root.get('version')!r} "
+                                f"(version {FORMAT_VERSION} with a packet key is required)")
         try:
             public_key = PublicKey.from_pem(_single_text(root, "publickey").strip())
+            packet_key = PacketVerifyKey.from_b64(_single_text(root, "packetkey").strip())
             signature = unb64(_single_text(root, "signature").strip())
         except BadKeyError as exc:
             raise IdentityError(f"bad identity key or signature: {exc}") from exc
-        revision_text = _single_text(root, "revision").strip()
-        if not _REVISION_RE.fullmatch(revision_text):
-            raise IdentityError(f"bad revision {revision_text!r}: expected a non-negative integer")
         return cls(
             sources=_list_texts(root, "sources", "source"),
             contacts=_list_texts(root, "contacts", "contact"),
             public_key=public_key,
+            packet_key=packet_key,
             date=_single_text(root, "date").strip(),
-            revision=int(revision_text),
+            revision=_parse_revision(_single_text(root, "revision")),
             signature=signature,
         )
+
+
+def document_version(data: bytes) -> str | None:
+    """The format version an identity document declares (None when it is no document):
+    lets the node tell its own pre-packet-key document from a damaged one."""
+    try:
+        root = _parse_untrusted_xml(data)
+    except IdentityError:
+        return None
+    return root.get("version", "1") if root.tag == "identity" else None
+
+
+def _verify_key(key: PacketVerifyKey | PacketSigningKey) -> PacketVerifyKey:
+    return key.public_key() if isinstance(key, PacketSigningKey) else key
+
+
+def _parse_revision(text: str) -> int:
+    revision_text = text.strip()
+    if not _REVISION_RE.fullmatch(revision_text):
+        raise IdentityError(f"bad revision {revision_text!r}: expected a non-negative integer")
+    return int(revision_text)
 
 
 def _parse_untrusted_xml(data: bytes) -> ET.Element:

@@ -2,7 +2,8 @@
 
 On start it loads the saved identity (``bitdust identity create`` made it) into
 ``node.my_identity`` and the identity cache, re-signs it if the contacts in the config
-changed since (revision + 1), and POSTs it to its servers. A later change of a contact
+or the packet key (``metadata/packetkey``) changed since, or if it predates packet keys
+(revision + 1, one step for all of them), and POSTs it to its servers. A later change of a contact
 option does the same while running. Publishing runs in the background: a server that
 is down must not hold up the node's start; the outcome is logged and kept in
 ``last_results``.
@@ -20,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 
 from bitdust.crypto.keys import PrivateKey
+from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.identity.document import Identity, IdentityError
 from bitdust.identity.idurl import valid_name
 from bitdust.identity.my_id import (
     CONTACT_OPTIONS,
     build_identity,
     known_servers,
-    load_my_identity,
+    load_current_identity,
     my_contacts,
     save_my_identity,
 )
@@ -57,14 +59,14 @@ class IdentityPropagateService(Service):
         return maybeDeferred(self._start)
 
     def _start(self) -> None:
-        identity = load_my_identity(self.node.home)
+        identity, changed = load_current_identity(self.node.home, self._key(), self._packet_key(),
+                                                  my_contacts(self.node.config))
         if identity is None:
             log.warning("no identity yet: run `bitdust identity create NAME`")
         else:
-            if identity.public_key != self._key().public_key():
-                raise IdentityError("the saved identity was made with another key than metadata/mykeyfile")
-            refreshed = self._with_current_contacts(identity)
-            self._install(refreshed, save=refreshed is not identity)
+            if changed:
+                log.info("re-signed my identity as revision %d (contacts or packet key changed)", identity.revision)
+            self._install(identity, save=changed)
             self.publish()
         for option in CONTACT_OPTIONS:
             self.node.config.listen(option, self._listener)
@@ -108,7 +110,8 @@ class IdentityPropagateService(Service):
         if not valid_name(name):
             raise IdentityError(f"bad name {name!r}: expected 3-20 chars of a-z, 0-9, '-' and '_'")
         identity = build_identity(self._key(), name, known_servers(self.node.config),
-                                  my_contacts(self.node.config), previous=self.node.my_identity)
+                                  my_contacts(self.node.config), previous=self.node.my_identity,
+                                  packet_key=self._packet_key())
         results = yield publish(self.node.reactor, self.node.clock, identity, PUBLISH_TIMEOUT)
         refused = {idurl: reason for idurl, reason in results.items() if reason != "OK"}
         if refused:
@@ -124,8 +127,13 @@ class IdentityPropagateService(Service):
             raise IdentityError("the node has no key yet")
         return self.node.key
 
+    def _packet_key(self) -> PacketSigningKey:
+        if self.node.packet_key is None:
+            raise IdentityError("the node has no packet key yet")
+        return self.node.packet_key
+
     def _with_current_contacts(self, identity: Identity) -> Identity:
-        return identity.with_contacts(my_contacts(self.node.config), self._key())
+        return identity.updated(self._key(), contacts=my_contacts(self.node.config), packet_key=self._packet_key())
 
     def _install(self, identity: Identity, save: bool = True) -> None:
         if save:

@@ -11,6 +11,7 @@ got the packet recognises it and re-sends its reply rather than acting twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -146,14 +147,19 @@ class Outbox:
             contact = out.identity.contact_for(transport.proto) if out.identity else None
             if contact is None:
                 continue
+            # Named before the send completes: the reply can arrive first (QUIC fires its
+            # send late, and an Ed25519-signed Ack is quick), and the record must not show
+            # an answered packet as carried by no transport.
+            out.record.proto = transport.proto
             try:
                 yield transport.send(contact[0], contact[1], out.data, out.remote)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:  # a QUIC connect cancelled at shutdown
                 errors.append(f"{transport.proto}://{contact[0]}:{contact[1]}: {exc}")
                 log.debug("send %s over %s failed: %s", out.packet, transport.proto, exc)
+                if not out.done:
+                    out.record.proto = ""
                 continue
             self._stats.sent(out.remote, len(out.data))
-            out.record.proto = transport.proto
             if out.done:
                 return
             if out.wait_ack:

@@ -48,8 +48,9 @@ def network(make_home: Callable[[str], Path]) -> Generator[Callable[[int], Any],
             node = Node(home, reactor=reactor)
             nodes.append(node)
             yield node.start()
-            assert node.key is not None
-            node.my_identity = Identity.create(node.key, [make_idurl("127.0.0.1", 8084, f"node{n}")], [])
+            assert node.key is not None and node.packet_key is not None
+            node.my_identity = Identity.create(node.key, [make_idurl("127.0.0.1", 8084, f"node{n}")], [],
+                                               packet_key=node.packet_key)
         for node in nodes:
             for other in nodes:
                 assert other.my_identity is not None

@@ -27,6 +27,7 @@ from twisted.internet import reactor, threads
 
 from bitdust.config import Config
 from bitdust.crypto.keys import PrivateKey
+from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.daemon import running_pid
 from bitdust.home import Home
 from bitdust.identity.cache import IdentityFetchError
@@ -40,6 +41,7 @@ from bitdust.services.network import NetworkService
 from tests.conftest import free_port
 
 CONTACTS = ("tcp://127.0.0.1:7771", "udp://127.0.0.1:8882")
+PACKET_KEY = PacketSigningKey.generate().public_key()
 SERVICES: dict[str, Any] = {"service_network": NetworkService, "service_identity_server": IdentityServerService}
 
 
@@ -114,7 +116,7 @@ def test_server_registers_serves_and_updates(id_server: tuple[Node, str], key: P
     service = server_of(node)
     assert service.listening.getHost().host == "127.0.0.1", "never listen on all interfaces"
     idurl = make_idurl("127.0.0.1", service.port, "alice")
-    first = Identity.create(key, [idurl], CONTACTS)
+    first = Identity.create(key, [idurl], CONTACTS, packet_key=PACKET_KEY)
     code, answer = yield http("POST", idurl, first.to_xml())
     assert (code, answer) == (201, (idurl + "\n").encode())
     code, served = yield http("GET", idurl)
@@ -136,7 +138,7 @@ def test_server_accepts_a_document_that_lists_it_as_a_mirror(id_server: tuple[No
     node, _ = id_server
     here = make_idurl("127.0.0.1", server_of(node).port, "mirrored")
     elsewhere = make_idurl("127.0.0.1", free_port(), "mirrored")
-    identity = Identity.create(key, [elsewhere, here], CONTACTS)
+    identity = Identity.create(key, [elsewhere, here], CONTACTS, packet_key=PACKET_KEY)
     code, _ = yield http("POST", here, identity.to_xml())
     assert code == 201
     code, served = yield http("GET", here)
@@ -148,7 +150,7 @@ def test_server_refuses_what_it_must(id_server: tuple[Node, str], key: PrivateKe
     node, base = id_server
     port = server_of(node).port
     idurl = make_idurl("127.0.0.1", port, "bob")
-    genuine = Identity.create(key, [idurl], CONTACTS, revision=5)
+    genuine = Identity.create(key, [idurl], CONTACTS, revision=5, packet_key=PACKET_KEY)
     forged = dataclasses.replace(genuine, contacts=("tcp://6.6.6.6:1",))
     code, answer = yield http("POST", idurl, forged.to_xml())
     assert code == 400 and b"signature" in answer
@@ -157,10 +159,10 @@ def test_server_refuses_what_it_must(id_server: tuple[Node, str], key: PrivateKe
 
     code, _ = yield http("POST", idurl, genuine.to_xml())
     assert code == 201
-    thief = Identity.create(other_key, [idurl], ("tcp://6.6.6.6:1",), revision=99)
+    thief = Identity.create(other_key, [idurl], ("tcp://6.6.6.6:1",), revision=99, packet_key=PACKET_KEY)
     code, answer = yield http("POST", idurl, thief.to_xml())
     assert code == 403 and b"taken by another key" in answer
-    stale = Identity.create(key, [idurl], CONTACTS, revision=4)
+    stale = Identity.create(key, [idurl], CONTACTS, revision=4, packet_key=PACKET_KEY)
     code, answer = yield http("POST", idurl, stale.to_xml())
     assert code == 409 and b"older" in answer
     code, served = yield http("GET", idurl)
@@ -173,7 +175,8 @@ def test_server_refuses_what_it_must(id_server: tuple[Node, str], key: PrivateKe
     code, _ = yield http("POST", idurl, b"")
     assert code == 400
 
-    other_server = Identity.create(key, [make_idurl("127.0.0.1", free_port(), "carol")], CONTACTS)
+    other_server = Identity.create(key, [make_idurl("127.0.0.1", free_port(), "carol")], CONTACTS,
+                                   packet_key=PACKET_KEY)
     code, answer = yield http("POST", make_idurl("127.0.0.1", port, "carol"), other_server.to_xml())
     assert code == 400 and b"none of the identity's sources" in answer
     code, _ = yield http("POST", base + "/", other_server.to_xml())
@@ -199,7 +202,7 @@ def test_cache_fetches_from_a_server_and_follows_revisions(
     server_node, _ = id_server
     reader = yield start_node(nodes, make_home("reader"), {"service_network": NetworkService})
     idurl = make_idurl("127.0.0.1", server_of(server_node).port, "erin")
-    first = Identity.create(key, [idurl], CONTACTS)
+    first = Identity.create(key, [idurl], CONTACTS, packet_key=PACKET_KEY)
     yield http("POST", idurl, first.to_xml())
     fetched = yield reader.identity_cache.get(idurl)
     assert fetched == first
@@ -275,6 +278,18 @@ def test_register_then_port_change_bumps_revision_and_republishes(
     assert Identity.from_xml(served).revision == 3
     yield service.stop()
 
+    # a re-made packet key file: the next start certifies the new key, revision + 1
+    assert node.packet_key is not None and node.my_identity.packet_key == node.packet_key.public_key()
+    node.home.packet_key_file.unlink()
+    node.packet_key = PacketSigningKey.load_or_create(node.home.packet_key_file)
+    yield service.start()
+    results = yield service.publishing
+    assert results == {idurl: "OK"}
+    assert node.my_identity.revision == 4 and node.my_identity.packet_key == node.packet_key.public_key()
+    _, served = yield http("GET", idurl)
+    assert Identity.from_xml(served) == node.my_identity == load_my_identity(node.home)
+    yield service.stop()
+
 
 @pytest_twisted.inlineCallbacks
 def test_register_refused_name_keeps_nothing_and_reports(
@@ -282,7 +297,7 @@ def test_register_refused_name_keeps_nothing_and_reports(
 ) -> Any:
     server_node, _ = id_server
     port = server_of(server_node).port
-    taken = Identity.create(other_key, [make_idurl("127.0.0.1", port, "zed")], CONTACTS)
+    taken = Identity.create(other_key, [make_idurl("127.0.0.1", port, "zed")], CONTACTS, packet_key=PACKET_KEY)
     yield http("POST", taken.idurl, taken.to_xml())
     node = yield start_node(nodes, client_home(make_home, "zed", [f"127.0.0.1:{port}"]),
                             {"service_network": NetworkService})
@@ -300,14 +315,14 @@ def test_start_refuses_an_identity_of_another_key(
 ) -> Any:
     node = yield start_node(nodes, client_home(make_home, "mixed", ["127.0.0.1:1"]),
                             {"service_network": NetworkService})
-    stranger = Identity.create(other_key, [make_idurl("127.0.0.1", 1, "mixed")], CONTACTS)
+    stranger = Identity.create(other_key, [make_idurl("127.0.0.1", 1, "mixed")], CONTACTS, packet_key=PACKET_KEY)
     my_identity_path(node.home).write_bytes(stranger.to_xml())
     with pytest.raises(IdentityError, match="another key"):
         yield propagate_of(node).start()
 
 
 def test_post_sync_reports_unreachable_servers(key: PrivateKey) -> None:
-    identity = Identity.create(key, [make_idurl("127.0.0.1", free_port(), "lonely")], CONTACTS)
+    identity = Identity.create(key, [make_idurl("127.0.0.1", free_port(), "lonely")], CONTACTS, packet_key=PACKET_KEY)
     assert post_sync(identity, timeout=5)[identity.idurl].startswith("cannot reach the server")
 
 
@@ -362,6 +377,9 @@ def test_cli_identity_create_against_a_daemon(daemon: tuple[Path, int], make_hom
     with urllib.request.urlopen(idurl, timeout=10) as answer:
         served = Identity.from_xml(answer.read())
     assert served.public_key == PrivateKey.load(alice / "metadata" / "mykeyfile").public_key()
+    packet_key_file = alice / "metadata" / "packetkey"
+    assert served.packet_key == PacketSigningKey.load(packet_key_file).public_key()
+    assert oct(packet_key_file.stat().st_mode & 0o777) == "0o600"
     assert served == load_my_identity(Home(alice))
 
     shown = bitdust(alice, "identity", "show")

@@ -18,6 +18,7 @@ from twisted.internet.task import deferLater
 from bitdust.api.client import ApiClient
 from bitdust.api.methods import ApiMethods
 from bitdust.crypto.keys import PrivateKey
+from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.identity.document import make_contact
 from bitdust.node import Node
 from bitdust.transport.outbox import GatewayTimeout
@@ -145,16 +146,59 @@ def test_forged_packet_is_dropped_and_counted(running: list[Node], make_home: An
     gateway(bob).add_handler(Command.Data, acking_handler(gateway(bob), got))
     me, target = alice.my_identity.idurl, bob.my_identity.idurl
     # carol signs a packet claiming to be alice: framing is valid, the signature is not alice's.
-    forged = Packet.create(Command.Data, me, me, new_packet_id(), b"evil", target, carol.key)
+    assert carol.packet_key is not None and alice.key is not None
+    forged = Packet.create(Command.Data, me, me, new_packet_id(), b"evil", target, carol.packet_key)
     yield tcp_of(carol).send("127.0.0.1", tcp_of(bob).port, forged.serialize())
     # alice's own key id with carol's signature bytes: still refused.
     genuine = gateway(alice).make_packet(Command.Data, b"evil", target)
     tampered = dataclasses.replace(genuine, payload=b"EVIL")
     yield tcp_of(carol).send("127.0.0.1", tcp_of(bob).port, tampered.serialize())
-    yield wait(0.3)
+    # alice's RSA identity key does not sign packets: an RSA-signed packet is refused too.
+    unsigned = dataclasses.replace(genuine, packet_id=new_packet_id(), signature=b"")
+    rsa_signed = dataclasses.replace(unsigned, signature=alice.key.sign_digest(unsigned.digest()))
+    yield tcp_of(carol).send("127.0.0.1", tcp_of(bob).port, rsa_signed.serialize())
+    # carol's KeyID makes bob re-fetch alice's identity first (its server is down: ~0.3 s).
+    for _ in range(50):
+        if gateway(bob).stats.as_api()["in"]["failedpackets"] >= 3:
+            break
+        yield wait(0.1)
     stats = gateway(bob).stats.as_api()["in"]
-    assert stats["dropped"]["bad_signature"] == 2 and stats["failedpackets"] == 2
+    assert stats["dropped"]["bad_signature"] == 3 and stats["failedpackets"] == 3, stats
     assert got == [] and stats["totalpackets"] == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_new_packet_key_is_taken_from_a_newer_identity_packet(running: list[Node], make_home: Any,
+                                                              keys: list[PrivateKey]) -> Any:
+    alice, bob = yield make_nodes(running, make_home, keys)
+    got: list[Packet] = []
+    gateway(bob).add_handler(Command.Data, acking_handler(gateway(bob), got))
+    assert alice.key is not None and alice.my_identity is not None
+    old_identity = alice.my_identity
+    # alice's packet key file was re-made: her identity lists the new key, revision + 1,
+    # and bob still holds the old revision.
+    alice.packet_key = PacketSigningKey.generate()
+    alice.my_identity = old_identity.with_packet_key(alice.packet_key, alice.key)
+    target = bob.my_identity.idurl
+    refused = yield gateway(alice).outbox(gateway(alice).make_packet(Command.Data, b"early", target),
+                                          timeout=0.5, retries=0).addErrback(lambda f: f.value)
+    assert isinstance(refused, GatewayTimeout) and got == []
+    # The Identity packet carries the RSA-signed document that certifies the new key.
+    hello = gateway(alice).make_packet(Command.Identity, alice.my_identity.to_xml(), target)
+    reply = yield gateway(alice).outbox(hello, timeout=5, retries=0)
+    assert reply.command is Command.Ack
+    assert bob.identity_cache.get_cached(alice.my_identity.idurl) == alice.my_identity
+    reply = yield gateway(alice).outbox(gateway(alice).make_packet(Command.Data, b"late", target),
+                                        timeout=5, retries=0)
+    assert reply.command is Command.Ack and [p.payload for p in got] == [b"late"]
+    # A document with a new packet key but no newer revision does not get through.
+    thief = PacketSigningKey.generate()
+    same_revision = dataclasses.replace(alice.my_identity, packet_key=thief.public_key()).sign(alice.key)
+    alice.packet_key = thief
+    sneaky = gateway(alice).make_packet(Command.Identity, same_revision.to_xml(), target)
+    refused = yield gateway(alice).outbox(sneaky, timeout=0.5, retries=0).addErrback(lambda f: f.value)
+    assert isinstance(refused, GatewayTimeout)
+    assert bob.identity_cache.get_cached(alice.my_identity.idurl) == alice.my_identity
 
 
 @pytest_twisted.inlineCallbacks
@@ -185,7 +229,8 @@ def test_duplicate_and_stale_packets_are_dropped(running: list[Node], make_home:
     yield gateway(alice).outbox(packet, timeout=5, retries=0)
     yield tcp_of(alice).send("127.0.0.1", tcp_of(bob).port, packet.serialize())
     me = alice.my_identity.idurl
-    stale = Packet.create(Command.Data, me, me, new_packet_id(), b"old", bob.my_identity.idurl, alice.key,
+    assert alice.packet_key is not None
+    stale = Packet.create(Command.Data, me, me, new_packet_id(), b"old", bob.my_identity.idurl, alice.packet_key,
                           date=now_ms() - 3600_000)
     yield tcp_of(alice).send("127.0.0.1", tcp_of(bob).port, stale.serialize())
     yield wait(0.3)

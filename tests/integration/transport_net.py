@@ -62,7 +62,7 @@ def prepare_home(home: Path, key: PrivateKey, tcp: bool = True, udp: bool = True
 
 def give_identity(node: Node, name: str, contacts: tuple[str, ...] | None = None) -> Identity:
     """Sign an identity for the node; its idurl points at a server nobody runs."""
-    assert node.key is not None
+    assert node.key is not None and node.packet_key is not None
     config = node.config
     if contacts is None:
         host = config.get("network/host")
@@ -70,7 +70,7 @@ def give_identity(node: Node, name: str, contacts: tuple[str, ...] | None = None
             make_contact("tcp", host, config.get("services/tcp-connections/tcp-port")),
             make_contact("udp", host, config.get("services/udp-transport/udp-port")),
         )
-    identity = Identity.create(node.key, [make_idurl("127.0.0.1", 1, name)], contacts)
+    identity = Identity.create(node.key, [make_idurl("127.0.0.1", 1, name)], contacts, packet_key=node.packet_key)
     node.my_identity = identity
     node.identity_cache.add(identity)
     return identity

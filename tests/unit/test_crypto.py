@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from bitdust.crypto import aead, sealed
 from bitdust.crypto.keys import MIN_KEY_BITS, BadKeyError, PrivateKey, PublicKey, b64, unb64
+from bitdust.crypto.packet_keys import PacketSigningKey, PacketVerifyKey
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +125,58 @@ def test_non_rsa_key_refused() -> None:
         PublicKey.from_pem(pub_pem)
     with pytest.raises(BadKeyError, match="RSA"):
         PrivateKey.from_pem(priv_pem)
+
+
+# --- packet keys (Ed25519) ----------------------------------------------------------------
+
+
+def test_packet_key_sign_verify_and_tamper() -> None:
+    key, other = PacketSigningKey.generate(), PacketSigningKey.generate()
+    sig = key.sign(b"hello")
+    assert len(sig) == 64
+    assert key.public_key().verify(b"hello", sig)
+    assert not key.public_key().verify(b"hellO", sig)
+    assert not key.public_key().verify(b"hello", sig[:-1] + bytes([sig[-1] ^ 1]))
+    assert not key.public_key().verify(b"hello", b"")
+    assert not key.public_key().verify(b"hello", sig + b"\x00")
+    assert not other.public_key().verify(b"hello", sig)
+
+
+def test_packet_key_serialization_roundtrips() -> None:
+    key = PacketSigningKey.generate()
+    public = key.public_key()
+    assert PacketSigningKey.from_pem(key.to_pem()).to_raw() == key.to_raw()
+    assert PacketSigningKey.from_raw(key.to_raw()).public_key() == public
+    assert PacketVerifyKey.from_raw(public.to_raw()) == public
+    assert PacketVerifyKey.from_b64(public.to_b64()) == public
+    assert PacketVerifyKey.from_pem(public.to_pem()) == public
+    assert hash(PacketVerifyKey.from_raw(public.to_raw())) == hash(public)
+    assert len(public.fingerprint()) == 64
+    assert key.fingerprint() == public.fingerprint() != PacketSigningKey.generate().fingerprint()
+
+
+def test_packet_key_garbage_refused(key: PrivateKey) -> None:
+    for bad in (b"", b"\x00" * 31, b"\x00" * 33):
+        with pytest.raises(BadKeyError):
+            PacketVerifyKey.from_raw(bad)
+        with pytest.raises(BadKeyError):
+            PacketSigningKey.from_raw(bad)
+    with pytest.raises(BadKeyError):
+        PacketVerifyKey.from_b64("!!")
+    with pytest.raises(BadKeyError, match="Ed25519"):
+        PacketVerifyKey.from_pem(key.public_key().to_pem())
+    with pytest.raises(BadKeyError, match="Ed25519"):
+        PacketSigningKey.from_pem(key.to_pem())
+    with pytest.raises(BadKeyError):
+        PacketSigningKey.from_pem(b"not a pem")
+
+
+def test_packet_key_file_is_private_and_stable(tmp_path: Path) -> None:
+    path = tmp_path / "metadata" / "packetkey"
+    key = PacketSigningKey.load_or_create(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert PacketSigningKey.load_or_create(path).to_raw() == key.to_raw()
+    assert PacketSigningKey.load(path).fingerprint() == key.fingerprint()
 
 
 def test_b64_roundtrip_and_garbage() -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bitdust.crypto.keys import PrivateKey, b64
+from bitdust.crypto.packet_keys import PacketSigningKey
+from bitdust.home import Home
 from bitdust.identity import (
     Identity,
     IdentityError,
@@ -21,7 +24,8 @@ from bitdust.identity import (
     parse_idurl,
     valid_name,
 )
-from bitdust.identity.document import MAX_XML_BYTES, utc_now_iso
+from bitdust.identity.document import MAX_XML_BYTES, document_version, utc_now_iso
+from bitdust.identity.my_id import load_current_identity, my_identity_path, save_my_identity
 
 ALICE = "http://127.0.0.1:8084/alice.xml"
 ALICE_MIRROR = "http://id.example.org:80/alice.xml"
@@ -40,8 +44,13 @@ def other_key() -> PrivateKey:
 
 
 @pytest.fixture(scope="module")
-def ident(key: PrivateKey) -> Identity:
-    return Identity.create(key, [ALICE, ALICE_MIRROR], list(CONTACTS), revision=3, date=DATE)
+def pkey() -> PacketSigningKey:
+    return PacketSigningKey.generate()
+
+
+@pytest.fixture(scope="module")
+def ident(key: PrivateKey, pkey: PacketSigningKey) -> Identity:
+    return Identity.create(key, [ALICE, ALICE_MIRROR], list(CONTACTS), revision=3, date=DATE, packet_key=pkey)
 
 
 # --- idurl -------------------------------------------------------------------------------
@@ -155,7 +164,7 @@ def test_contacts() -> None:
 # --- identity document -------------------------------------------------------------------
 
 
-def test_create_signs_and_exposes_fields(ident: Identity, key: PrivateKey) -> None:
+def test_create_signs_and_exposes_fields(ident: Identity, key: PrivateKey, pkey: PacketSigningKey) -> None:
     assert ident.verify()
     assert ident.idurl == ALICE
     assert ident.name == "alice"
@@ -165,6 +174,8 @@ def test_create_signs_and_exposes_fields(ident: Identity, key: PrivateKey) -> No
     assert ident.date == DATE
     assert ident.public_key == key.public_key()
     assert ident.key_id == key.public_key().fingerprint()
+    assert ident.packet_key == pkey.public_key()
+    assert ident.packet_key_id == pkey.fingerprint() != ident.key_id
 
 
 def test_contact_for(ident: Identity) -> None:
@@ -208,6 +219,65 @@ def test_swapped_public_key_breaks_signature(ident: Identity, other_key: Private
     assert not dataclasses.replace(ident, public_key=other_key.public_key()).verify()
 
 
+def test_swapped_packet_key_breaks_signature(ident: Identity) -> None:
+    # The RSA signature certifies the packet key: whoever swaps it in a document (or in
+    # its XML) gets a document that no longer verifies.
+    thief = PacketSigningKey.generate()
+    assert not dataclasses.replace(ident, packet_key=thief.public_key()).verify()
+    xml = ident.to_xml().replace(ident.packet_key.to_b64().encode(), thief.public_key().to_b64().encode())
+    parsed = Identity.from_xml(xml)
+    assert parsed.packet_key == thief.public_key()
+    assert not parsed.verify()
+
+
+def test_with_packet_key_bumps_revision_and_resigns(ident: Identity, key: PrivateKey, pkey: PacketSigningKey) -> None:
+    assert ident.with_packet_key(pkey, key) is ident
+    new = PacketSigningKey.generate()
+    moved = ident.with_packet_key(new.public_key(), key)
+    assert moved.packet_key == new.public_key() and moved.revision == ident.revision + 1 and moved.verify()
+    both = ident.updated(key, contacts=["tcp://10.0.0.5:7771"], packet_key=new)
+    assert both.revision == ident.revision + 1 and both.contacts == ("tcp://10.0.0.5:7771",)
+    assert ident.updated(key, contacts=list(CONTACTS), packet_key=pkey) is ident
+
+
+def _v1_document(key: PrivateKey, revision: int) -> bytes:
+    """A version 1 document as the build before packet keys wrote and signed it."""
+    import struct
+
+    sources, contacts = (ALICE,), CONTACTS
+    def lp(b: bytes) -> bytes:
+        return struct.pack(">I", len(b)) + b
+    signed = (b"bitdust-identity-v1\x00" + struct.pack(">I", 1) + lp(ALICE.encode()) + struct.pack(">I", 2)
+              + b"".join(lp(c.encode()) for c in contacts) + lp(key.public_key().to_pem()) + lp(DATE.encode())
+              + struct.pack(">Q", revision))
+    root = ET.Element("identity", {"version": "1"})
+    ET.SubElement(ET.SubElement(root, "sources"), "source").text = sources[0]
+    contacts_el = ET.SubElement(root, "contacts")
+    for contact in contacts:
+        ET.SubElement(contacts_el, "contact").text = contact
+    ET.SubElement(root, "publickey").text = key.public_key().to_pem().decode()
+    ET.SubElement(root, "date").text = DATE
+    ET.SubElement(root, "revision").text = str(revision)
+    ET.SubElement(root, "signature").text = b64(key.sign(signed))
+    return ET.tostring(root)
+
+
+def test_v1_documents_are_refused_but_own_one_upgrades(key: PrivateKey, other_key: PrivateKey,
+                                                       pkey: PacketSigningKey) -> None:
+    old = _v1_document(key, revision=7)
+    assert document_version(old) == "1"
+    with pytest.raises(IdentityError, match="unsupported identity version"):
+        Identity.from_xml(old)
+    upgraded = Identity.upgrade_v1(old, key, pkey)
+    assert upgraded.verify() and upgraded.revision == 8 and upgraded.packet_key == pkey.public_key()
+    assert upgraded.sources == (ALICE,) and upgraded.contacts == CONTACTS
+    assert document_version(upgraded.to_xml()) == "2"
+    with pytest.raises(IdentityError, match="another key"):
+        Identity.upgrade_v1(old, other_key, pkey)
+    with pytest.raises(IdentityError, match="does not verify"):
+        Identity.upgrade_v1(old.replace(b"7771", b"7772"), key, pkey)
+
+
 def test_tampered_xml_does_not_verify(ident: Identity) -> None:
     xml = ident.to_xml().replace(b"tcp://127.0.0.1:7771", b"tcp://6.6.6.6:7771")
     parsed = Identity.from_xml(xml)
@@ -222,8 +292,9 @@ def test_signed_bytes_are_canonical(ident: Identity) -> None:
     assert moved.signed_bytes() != ident.signed_bytes()
 
 
-def test_unsigned_does_not_verify(key: PrivateKey) -> None:
-    unsigned = Identity(sources=(ALICE,), contacts=(), public_key=key.public_key(), date=DATE, revision=1)
+def test_unsigned_does_not_verify(key: PrivateKey, pkey: PacketSigningKey) -> None:
+    unsigned = Identity(sources=(ALICE,), contacts=(), public_key=key.public_key(), packet_key=pkey.public_key(),
+                        date=DATE, revision=1)
     assert unsigned.signature == b""
     assert not unsigned.verify()
     assert Identity.from_xml(unsigned.to_xml()) == unsigned
@@ -234,8 +305,9 @@ def test_sign_refuses_foreign_key(ident: Identity, other_key: PrivateKey) -> Non
         ident.sign(other_key)
 
 
-def test_sign_returns_new_document(key: PrivateKey) -> None:
-    unsigned = Identity(sources=(ALICE,), contacts=(), public_key=key.public_key(), date=DATE, revision=1)
+def test_sign_returns_new_document(key: PrivateKey, pkey: PacketSigningKey) -> None:
+    unsigned = Identity(sources=(ALICE,), contacts=(), public_key=key.public_key(), packet_key=pkey.public_key(),
+                        date=DATE, revision=1)
     signed = unsigned.sign(key)
     assert signed.verify()
     assert not unsigned.verify()
@@ -264,10 +336,31 @@ def test_with_contacts_refuses_foreign_key(ident: Identity, other_key: PrivateKe
         ident.with_contacts(["tcp://10.0.0.5:7771"], other_key)
 
 
-def test_utc_now_iso_is_accepted(key: PrivateKey) -> None:
+def test_utc_now_iso_is_accepted(key: PrivateKey, pkey: PacketSigningKey) -> None:
     now = utc_now_iso()
     assert now.endswith("Z")
-    assert Identity.create(key, [ALICE], []).date[:4] == now[:4]
+    assert Identity.create(key, [ALICE], [], packet_key=pkey).date[:4] == now[:4]
+
+
+def test_load_current_identity_upgrades_and_follows_the_packet_key(
+    tmp_path: Path, key: PrivateKey, other_key: PrivateKey, pkey: PacketSigningKey
+) -> None:
+    home = Home(tmp_path / "home")
+    home.ensure()
+    assert load_current_identity(home, key, pkey) == (None, False)
+    # A saved document from before packet keys: upgraded with revision + 1, to be saved.
+    my_identity_path(home).write_bytes(_v1_document(key, revision=4))
+    upgraded, changed = load_current_identity(home, key, pkey)
+    assert changed and upgraded is not None and upgraded.revision == 5 and upgraded.verify()
+    save_my_identity(home, upgraded)
+    assert load_current_identity(home, key, pkey) == (upgraded, False)
+    # The packet key file was re-made: the document follows it.
+    new_key = PacketSigningKey.generate()
+    moved, changed = load_current_identity(home, key, new_key, contacts=("tcp://10.0.0.1:1",))
+    assert changed and moved is not None and moved.revision == 6
+    assert moved.packet_key == new_key.public_key() and moved.contacts == ("tcp://10.0.0.1:1",)
+    with pytest.raises(IdentityError, match="another key"):
+        load_current_identity(home, other_key, pkey)
 
 
 @pytest.mark.parametrize(
@@ -283,13 +376,16 @@ def test_utc_now_iso_is_accepted(key: PrivateKey) -> None:
         ({"revision": -1}, "out of range"),
         ({"revision": True}, "must be an int"),
         ({"revision": "1"}, "must be an int"),
+        ({"packet_key": None}, "packet_key must be"),
     ],
 )
-def test_constructor_validates(key: PrivateKey, fields: dict[str, object], reason: str) -> None:
+def test_constructor_validates(key: PrivateKey, pkey: PacketSigningKey, fields: dict[str, object],
+                               reason: str) -> None:
     base: dict[str, object] = {
         "sources": [ALICE],
         "contacts": list(CONTACTS),
         "public_key": key.public_key(),
+        "packet_key": pkey.public_key(),
         "date": DATE,
         "revision": 1,
     }
@@ -336,8 +432,10 @@ def test_oversize_refused(ident: Identity) -> None:
         (b"\xff\xfe<\x00i\x00/>", "not UTF-8"),
         (b"<identity>\x00</identity>", "NUL"),
         (b"<other/>", "expected <identity>"),
-        (b"<identity version='2'/>", "unsupported identity version"),
-        (b"<identity/>", "missing <publickey>"),
+        (b"<identity version='3'/>", "unsupported identity version"),
+        (b"<identity/>", "unsupported identity version"),
+        (b"<identity version='1'/>", "unsupported identity version"),
+        (b"<identity version='2'/>", "missing <publickey>"),
     ],
 )
 def test_garbage_xml_refused(doc: bytes, reason: str) -> None:
@@ -353,6 +451,7 @@ def test_garbage_xml_refused(doc: bytes, reason: str) -> None:
         ("date", "missing <date>"),
         ("revision", "missing <revision>"),
         ("signature", "missing <signature>"),
+        ("packetkey", "missing <packetkey>"),
     ],
 )
 def test_missing_element_refused(ident: Identity, tag: str, reason: str) -> None:
@@ -377,6 +476,8 @@ def test_missing_element_refused(ident: Identity, tag: str, reason: str) -> None
         (b"<contact>tcp://", b"<contact>tcp:/", "bad contact"),
         (b"<contact>tcp://127.0.0.1:7771</contact>", b"<item>x</item>", "unexpected <item>"),
         (b"<date>", b"<date><b/>", "must hold text"),
+        (b"<packetkey>", b"<packetkey>AAAA", "bad identity key"),
+        (b"<packetkey>", b"<packetkey>!", "bad identity key"),
     ],
 )
 def test_bad_field_values_refused(ident: Identity, old: bytes, new: bytes, reason: str) -> None:

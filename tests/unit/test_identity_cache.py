@@ -14,6 +14,7 @@ from twisted.internet import reactor
 from twisted.web import resource, server
 
 from bitdust.crypto.keys import PrivateKey
+from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.identity.cache import (
     MAX_UNCONFIRMED,
     IdentityCache,
@@ -25,6 +26,7 @@ from bitdust.identity.document import Identity
 from bitdust.identity.idurl import make_idurl
 
 CONTACTS = ("tcp://127.0.0.1:7771",)
+PACKET_KEY = PacketSigningKey.generate().public_key()
 
 
 class Scripted(resource.Resource):
@@ -68,7 +70,8 @@ def publish(web: tuple[Scripted, int], identity: Identity, name: str = "alice") 
 
 
 def alice(web: tuple[Scripted, int], key: PrivateKey, revision: int = 1, name: str = "alice") -> Identity:
-    return Identity.create(key, [make_idurl("127.0.0.1", web[1], name)], CONTACTS, revision=revision)
+    return Identity.create(key, [make_idurl("127.0.0.1", web[1], name)], CONTACTS, revision=revision,
+                           packet_key=PACKET_KEY)
 
 
 def new_cache(tmp_path: Path) -> IdentityCache:
@@ -192,14 +195,15 @@ def _closed_port() -> int:
 def test_add_from_peers(tmp_path: Path, key: PrivateKey, other_key: PrivateKey) -> None:
     cache = new_cache(tmp_path)
     idurl = make_idurl("127.0.0.1", 8084, "carol")
-    first = Identity.create(key, [idurl], CONTACTS, revision=5)
+    first = Identity.create(key, [idurl], CONTACTS, revision=5, packet_key=PACKET_KEY)
     assert cache.add(first)
     assert cache.get_cached(idurl) == first
     assert not cache.is_confirmed(idurl), "a peer's word alone is not pinned on disk"
     assert list((tmp_path / "identitycache").glob("*.xml")) == []
     assert not cache.add(dataclasses.replace(first, revision=6)), "signature no longer matches"
-    assert not cache.add(Identity.create(key, [idurl], CONTACTS, revision=4)), "older revision"
-    assert not cache.add(Identity.create(other_key, [idurl], CONTACTS, revision=9)), "another key"
+    assert not cache.add(Identity.create(key, [idurl], CONTACTS, revision=4, packet_key=PACKET_KEY)), "older revision"
+    thief = Identity.create(other_key, [idurl], CONTACTS, revision=9, packet_key=PACKET_KEY)
+    assert not cache.add(thief), "another key"
     newer = first.with_contacts(("tcp://127.0.0.1:1234",), key)
     assert cache.add(newer)
     assert cache.get_cached(idurl) == newer
@@ -210,7 +214,7 @@ def test_unconfirmed_entries_are_bounded(tmp_path: Path, key: PrivateKey, monkey
     cache = new_cache(tmp_path)
     names = [f"peer{i}" for i in range(5)]
     for name in names:
-        assert cache.add(Identity.create(key, [make_idurl("127.0.0.1", 8084, name)], CONTACTS))
+        assert cache.add(Identity.create(key, [make_idurl("127.0.0.1", 8084, name)], CONTACTS, packet_key=PACKET_KEY))
     assert [make_idurl("127.0.0.1", 8084, n) for n in names[2:]] == cache.idurls()
     assert MAX_UNCONFIRMED >= 100
 
@@ -235,11 +239,11 @@ def test_corrupt_disk_files_are_skipped(tmp_path: Path, key: PrivateKey) -> None
     folder = tmp_path / "identitycache"
     folder.mkdir()
     idurl = make_idurl("127.0.0.1", 8084, "dave")
-    good = Identity.create(key, [idurl], CONTACTS)
+    good = Identity.create(key, [idurl], CONTACTS, packet_key=PACKET_KEY)
     (folder / cache_file_name(idurl)).write_bytes(good.to_xml())
     (folder / "eve@127.0.0.1_8084.xml").write_bytes(b"garbage")
-    tampered = dataclasses.replace(Identity.create(key, [make_idurl("127.0.0.1", 8084, "fred")], CONTACTS),
-                                   revision=7)
+    fred = Identity.create(key, [make_idurl("127.0.0.1", 8084, "fred")], CONTACTS, packet_key=PACKET_KEY)
+    tampered = dataclasses.replace(fred, revision=7)
     (folder / "fred@127.0.0.1_8084.xml").write_bytes(tampered.to_xml())
     (folder / "gina@127.0.0.1_8084.xml").write_bytes(good.to_xml())  # dave's document under gina's name
     cache = new_cache(tmp_path)

@@ -12,9 +12,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bitdust.crypto.keys import PrivateKey
+from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.transport.packet import (
     MAGIC,
     MAX_ID_BYTES,
+    SIGNATURE_DOMAIN,
     Command,
     FrameDecoder,
     Packet,
@@ -30,17 +32,22 @@ DATE_MS = 1_700_000_000_123
 
 
 @pytest.fixture(scope="module")
-def key() -> PrivateKey:
+def key() -> PacketSigningKey:
+    return PacketSigningKey.generate()
+
+
+@pytest.fixture(scope="module")
+def other_key() -> PacketSigningKey:
+    return PacketSigningKey.generate()
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> PrivateKey:
     return PrivateKey.generate(2048)
 
 
 @pytest.fixture(scope="module")
-def other_key() -> PrivateKey:
-    return PrivateKey.generate(2048)
-
-
-@pytest.fixture(scope="module")
-def packet(key: PrivateKey) -> Packet:
+def packet(key: PacketSigningKey) -> Packet:
     payload = b"\x00piece\xff" * 3
     return Packet.create(Command.Data, ALICE, ALICE, "0/0/1/F1/0-1-Data", payload, BOB, key, DATE_MS)
 
@@ -53,7 +60,7 @@ def wire(packet: Packet) -> bytes:
 # --- packets -----------------------------------------------------------------------------
 
 
-def test_create_parse_verify_roundtrip(packet: Packet, wire: bytes, key: PrivateKey) -> None:
+def test_create_parse_verify_roundtrip(packet: Packet, wire: bytes, key: PacketSigningKey) -> None:
     assert wire.startswith(MAGIC)
     parsed = Packet.parse(wire, LIMIT)
     assert parsed == packet
@@ -71,8 +78,47 @@ def test_payload_is_raw_not_encoded(wire: bytes) -> None:
     assert b"\x00piece\xff" * 3 in wire
 
 
-def test_wrong_key_does_not_verify(packet: Packet, other_key: PrivateKey) -> None:
+def test_wrong_key_does_not_verify(packet: Packet, other_key: PacketSigningKey) -> None:
     assert not packet.verify(other_key.public_key())
+
+
+def test_another_nodes_packet_key_is_rejected(packet: Packet, key: PacketSigningKey,
+                                              other_key: PacketSigningKey) -> None:
+    # Same fields, signed by another node's packet key: rejected against the creator's
+    # key, whether the KeyID names the other key or still the creator's.
+    forged = Packet.create(packet.command, packet.owner_id, packet.creator_id, packet.packet_id,
+                           packet.payload, packet.remote_id, other_key, packet.date)
+    parsed = Packet.parse(forged.serialize(), LIMIT)
+    assert parsed.verify(other_key.public_key())
+    assert not parsed.verify(key.public_key())
+    kept_id = dataclasses.replace(packet, signature=other_key.sign(packet.signing_message()))
+    assert not Packet.parse(kept_id.serialize(), LIMIT).verify(key.public_key())
+
+
+def test_packet_signed_with_the_rsa_key_is_rejected(packet: Packet, key: PacketSigningKey,
+                                                   rsa_key: PrivateKey) -> None:
+    # The identity's RSA key must not sign packets: such a packet never verifies, whether
+    # it names the packet key or the RSA key as its KeyID.
+    for key_id in (packet.key_id, rsa_key.public_key().fingerprint()):
+        unsigned = dataclasses.replace(packet, key_id=key_id, signature=b"")
+        rsa_signed = dataclasses.replace(unsigned, signature=rsa_key.sign_digest(unsigned.digest()))
+        parsed = Packet.parse(rsa_signed.serialize(), LIMIT)
+        assert not parsed.verify(key.public_key())
+    with pytest.raises(TypeError, match="packet key"):
+        Packet.create(Command.Data, ALICE, ALICE, "1", b"x", BOB, rsa_key)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        packet.verify(rsa_key.public_key())  # type: ignore[arg-type]
+
+
+def test_signature_is_ed25519_over_domain_and_sha256(packet: Packet, key: PacketSigningKey) -> None:
+    import hashlib
+
+    assert len(packet.signature) == 64
+    message = packet.signing_message()
+    assert message == SIGNATURE_DOMAIN + hashlib.sha256(packet.signed_bytes()).digest()
+    assert key.public_key().verify(message, packet.signature)
+    # Without the domain the same digest is not what was signed.
+    assert not key.public_key().verify(packet.digest(), packet.signature)
 
 
 @pytest.mark.parametrize(
@@ -89,12 +135,12 @@ def test_wrong_key_does_not_verify(packet: Packet, other_key: PrivateKey) -> Non
         {"signature": b""},
     ],
 )
-def test_every_field_is_signed(packet: Packet, key: PrivateKey, change: dict[str, object]) -> None:
+def test_every_field_is_signed(packet: Packet, key: PacketSigningKey, change: dict[str, object]) -> None:
     changed = dataclasses.replace(packet, **change)  # type: ignore[arg-type]
     assert not changed.verify(key.public_key())
 
 
-def test_field_boundaries_cannot_shift(key: PrivateKey) -> None:
+def test_field_boundaries_cannot_shift(key: PacketSigningKey) -> None:
     # Same concatenated text, different split between OwnerID and CreatorID.
     a = Packet.create(Command.Ack, "ab", "c", "id", b"", "r", key, DATE_MS)
     b = dataclasses.replace(a, owner_id="a", creator_id="bc")
@@ -102,13 +148,13 @@ def test_field_boundaries_cannot_shift(key: PrivateKey) -> None:
     assert not b.verify(key.public_key())
 
 
-def test_command_accepts_str_and_refuses_unknown(key: PrivateKey) -> None:
+def test_command_accepts_str_and_refuses_unknown(key: PacketSigningKey) -> None:
     assert Packet.create("Ack", ALICE, ALICE, "1", b"", BOB, key).command is Command.Ack
     with pytest.raises(PacketError, match="unknown command"):
         Packet.create("Reboot", ALICE, ALICE, "1", b"", BOB, key)
 
 
-def test_all_commands_roundtrip(key: PrivateKey) -> None:
+def test_all_commands_roundtrip(key: PacketSigningKey) -> None:
     names = [c.value for c in Command]
     assert names == [
         "Identity", "Ack", "Fail", "RequestService", "CancelService", "Data", "Retrieve",
@@ -119,7 +165,7 @@ def test_all_commands_roundtrip(key: PrivateKey) -> None:
         assert Packet.parse(p.serialize(), LIMIT).command is command
 
 
-def test_unicode_ids_roundtrip(key: PrivateKey) -> None:
+def test_unicode_ids_roundtrip(key: PacketSigningKey) -> None:
     p = Packet.create(Command.Message, "ünï", "çødé", "ид-1", b"", "😀", key, DATE_MS)
     parsed = Packet.parse(p.serialize(), LIMIT)
     ids = (parsed.owner_id, parsed.creator_id, parsed.packet_id, parsed.remote_id)
@@ -127,7 +173,7 @@ def test_unicode_ids_roundtrip(key: PrivateKey) -> None:
     assert parsed.verify(key.public_key())
 
 
-def test_create_refuses_what_parse_would_refuse(key: PrivateKey) -> None:
+def test_create_refuses_what_parse_would_refuse(key: PacketSigningKey) -> None:
     with pytest.raises(PacketError, match="longer than"):
         Packet.create(Command.Ack, "x" * (MAX_ID_BYTES + 1), ALICE, "1", b"", BOB, key)
     with pytest.raises(PacketError, match="UTF-8"):
@@ -138,7 +184,7 @@ def test_create_refuses_what_parse_would_refuse(key: PrivateKey) -> None:
         Packet.create(Command.Ack, ALICE, ALICE, "1", b"", BOB, key, date=1.5)  # type: ignore[arg-type]
 
 
-def test_default_date_is_now(key: PrivateKey) -> None:
+def test_default_date_is_now(key: PacketSigningKey) -> None:
     before = time.time()
     p = Packet.create(Command.Ack, ALICE, ALICE, "1", b"", BOB, key)
     after = time.time()
@@ -159,7 +205,7 @@ def test_new_packet_id_is_unique() -> None:
     assert all(len(i) < 40 for i in ids)
 
 
-def test_str_does_not_dump_payload(key: PrivateKey) -> None:
+def test_str_does_not_dump_payload(key: PacketSigningKey) -> None:
     p = Packet.create(Command.Data, ALICE, ALICE, "pid", b"S" * 10_000, BOB, key, DATE_MS)
     assert "SSSS" not in str(p)
     assert "SSSS" not in repr(p)
@@ -188,7 +234,7 @@ def test_parse_refuses_every_truncation(wire: bytes) -> None:
 
 def test_parse_refuses_bad_magic(wire: bytes) -> None:
     with pytest.raises(PacketError, match="magic"):
-        Packet.parse(b"BDP\x02" + wire[4:], LIMIT)
+        Packet.parse(b"BDP\x01" + wire[4:], LIMIT)  # the RSA-signed format before packet keys
     with pytest.raises(PacketError):
         Packet.parse(b"", LIMIT)
 
@@ -263,7 +309,7 @@ def test_parse_garbage_after_magic_only_raises_packet_error(tail: bytes) -> None
 
 @settings(max_examples=300)
 @given(data=st.data())
-def test_bit_flip_fails_parse_or_verify(wire: bytes, key: PrivateKey, data: st.DataObject) -> None:
+def test_bit_flip_fails_parse_or_verify(wire: bytes, key: PacketSigningKey, data: st.DataObject) -> None:
     bit = data.draw(st.integers(0, len(wire) * 8 - 1), label="bit")
     flipped = bytearray(wire)
     flipped[bit // 8] ^= 1 << (bit % 8)
@@ -282,7 +328,7 @@ def test_bit_flip_fails_parse_or_verify(wire: bytes, key: PrivateKey, data: st.D
     date=st.integers(0, 2**63 - 1),
 )
 def test_roundtrip_property(
-    key: PrivateKey, command: Command, ids: list[str], payload: bytes, date: int
+    key: PacketSigningKey, command: Command, ids: list[str], payload: bytes, date: int
 ) -> None:
     try:
         p = Packet.create(command, ids[0], ids[1], ids[2], payload, ids[3], key, date)
@@ -329,7 +375,7 @@ def test_decoder_refuses_huge_length_header() -> None:
         decoder.feed(b"\xff\xff\xff\xff" + b"x" * 100)
 
 
-def test_frames_carry_packets(wire: bytes, key: PrivateKey) -> None:
+def test_frames_carry_packets(wire: bytes, key: PacketSigningKey) -> None:
     decoder = FrameDecoder(max_frame_size=LIMIT)
     frames = decoder.feed(encode_frame(wire) * 3)
     assert len(frames) == 3
@@ -359,3 +405,32 @@ def test_decoder_byte_by_byte(frames: list[bytes]) -> None:
     for i in range(len(stream)):
         out.extend(decoder.feed(stream[i : i + 1]))
     assert out == frames
+
+
+@settings(max_examples=60)
+@given(
+    sizes=st.lists(st.integers(0, 120_000), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(0, 500_000), max_size=30),
+)
+def test_decoder_big_frames_any_chunking(sizes: list[int], cuts: list[int]) -> None:
+    # Chunks above and below the coalescing size, split anywhere (headers included).
+    frames = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
+    stream = b"".join(encode_frame(f) for f in frames)
+    points = sorted({c for c in cuts if c <= len(stream)} | {0, len(stream)})
+    decoder = FrameDecoder(max_frame_size=120_000)
+    out: list[bytes] = []
+    for start, end in itertools.pairwise(points):
+        out.extend(decoder.feed(stream[start:end]))
+        if decoder.pending >= 4:
+            assert decoder.next_frame_size == sizes[len(out)]
+    assert out == frames
+    assert decoder.pending == 0 and decoder.next_frame_size is None
+
+
+def test_decoder_dribbled_frame_is_not_kept_byte_by_byte() -> None:
+    decoder = FrameDecoder(max_frame_size=LIMIT)
+    stream = encode_frame(b"z" * 200_000)
+    for i in range(len(stream) - 1):
+        assert decoder.feed(stream[i : i + 1]) == []
+    assert len(decoder._chunks) <= 2, "one-byte reads are gathered, not kept one object each"
+    assert decoder.feed(stream[-1:]) == [b"z" * 200_000]
