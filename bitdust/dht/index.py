@@ -5,6 +5,9 @@ supplier also adds its idurl to one of :data:`INDEX_BUCKETS` well-known keys
 ``suppliers-index:<k>``, with ``k`` derived from its idurl (so re-publishing refreshes
 one entry instead of adding another). A reader picks buckets in random order.
 
+The same buckets under ``nodes-index:<k>`` list every online node, not only suppliers
+(:mod:`bitdust.p2p.presence`): broadcasts need to know who is out there.
+
 A bucket is a set of ``idurl -> expires`` hints, JSON ``{"type": "index", "key": ...,
 "entries": {...}}``. Several publishers write one bucket, so no single signature can
 cover it: storing nodes **merge** what they receive (union, latest expiry wins, expired
@@ -39,20 +42,23 @@ MAX_ENTRIES = 64
 """64 idurls of ~50 bytes keep a bucket near 4 KB, inside one 8 KB kademlia RPC."""
 INDEX_TTL = 30 * 60
 INDEX_PREFIX = "suppliers-index:"
+NODES_INDEX_PREFIX = "nodes-index:"
+"""Every online node (not only suppliers) announces itself here: broadcasts use it."""
+INDEX_PREFIXES = (INDEX_PREFIX, NODES_INDEX_PREFIX)
 
 
-def index_keys() -> list[str]:
-    return [f"{INDEX_PREFIX}{k}" for k in range(INDEX_BUCKETS)]
+def index_keys(prefix: str = INDEX_PREFIX) -> list[str]:
+    return [f"{prefix}{k}" for k in range(INDEX_BUCKETS)]
 
 
-def bucket_key_for(idurl: str) -> str:
+def bucket_key_for(idurl: str, prefix: str = INDEX_PREFIX) -> str:
     """A stable bucket per idurl, spread evenly by a hash."""
     k = hashlib.sha256(idurl.encode("utf-8")).digest()[0] % INDEX_BUCKETS
-    return f"{INDEX_PREFIX}{k}"
+    return f"{prefix}{k}"
 
 
 def is_index_key(key: str) -> bool:
-    return key in index_keys()
+    return any(key in index_keys(prefix) for prefix in INDEX_PREFIXES)
 
 
 def make_bucket(key: str, entries: dict[str, int]) -> str:

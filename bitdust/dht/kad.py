@@ -347,4 +347,6 @@ class DhtNode:
         task = self._loop.create_task(bounded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # A task cancelled before it ran never awaited ``coro``: close it quietly.
+        task.add_done_callback(lambda done: coro.close() if done.cancelled() else None)
         return Deferred.fromFuture(task)

@@ -1,0 +1,128 @@
+"""An in-process BitDust network (the approach of Tahoe-LAFS's no_network grid, but over
+real loopback sockets): node 0 runs the identity server and is the DHT seed; every node
+has every built service, its own home and ports, and an identity registered on node 0's
+server, exactly as ``bitdust identity create`` does it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
+
+from bitdust.config import Config
+from bitdust.crypto.keys import PrivateKey
+from bitdust.node import Node
+from bitdust.services.broadcasting import BroadcastingService
+from bitdust.services.dht import DhtService
+from bitdust.services.identity_propagate import IdentityPropagateService
+from bitdust.services.identity_server import IdentityServerService
+from bitdust.services.p2p_hookups import P2PHookupsService
+from bitdust.services.private_messages import PrivateMessagesService
+from bitdust.services.service import Service
+from bitdust.transport.gateway import Gateway
+
+S = TypeVar("S", bound=Service)
+POLL_SECONDS = 0.05
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def configure(home: Path, key: PrivateKey, id_server_port: int, dht_seed_port: int | None) -> Path:
+    """Free ports for every listener, node 0's servers as seeds, a ready key (no keygen)."""
+    config = Config(home / "config")
+    config.set("interface/api/json-rpc-port", free_port())
+    config.set("personal/private-key-size", 2048)
+    config.set("services/tcp-connections/tcp-port", free_port())
+    config.set("services/udp-transport/udp-port", free_port(socket.SOCK_DGRAM))
+    config.set("services/dht/udp-port", free_port(socket.SOCK_DGRAM))
+    config.set("services/identity-propagate/known-servers", f"127.0.0.1:{id_server_port}")
+    if dht_seed_port is None:
+        config.set("services/identity-server/enabled", True)
+        config.set("services/identity-server/web-port", id_server_port)
+    else:
+        config.set("services/dht/known-nodes", f"127.0.0.1:{dht_seed_port}")
+    metadata = home / "metadata"
+    metadata.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key.save(metadata / "mykeyfile")
+    return home
+
+
+def service(node: Node, cls: type[S]) -> S:
+    instance = node.services.instance(cls.name)
+    assert isinstance(instance, cls), f"{cls.name} is not built"
+    return instance
+
+
+def gateway_of(node: Node) -> Gateway:
+    return service(node, P2PHookupsService).gateway()
+
+
+def hookups(node: Node) -> P2PHookupsService:
+    return service(node, P2PHookupsService)
+
+
+def messages(node: Node) -> PrivateMessagesService:
+    return service(node, PrivateMessagesService)
+
+
+def broadcasting(node: Node) -> BroadcastingService:
+    return service(node, BroadcastingService)
+
+
+def dht_of(node: Node) -> DhtService:
+    return service(node, DhtService)
+
+
+def within(deferred: Deferred[Any], seconds: float, reactor: Any) -> Deferred[Any]:
+    """``deferred``, failing with TimeoutError after ``seconds``: every wait is bounded."""
+    return deferred.addTimeout(seconds, reactor)
+
+
+@inlineCallbacks
+def wait_until(reactor: Any, predicate: Callable[[], bool], timeout: float, what: str) -> Generator[Any, Any, None]:
+    """Re-check ``predicate`` every 50 ms until it holds; AssertionError after ``timeout``."""
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        yield deferLater(reactor, POLL_SECONDS, lambda: None)
+
+
+@inlineCallbacks
+def make_grid(reactor: Any, root: Path, keys: list[PrivateKey]) -> Generator[Any, Any, list[Node]]:
+    """Start ``len(keys)`` nodes named node0..; fires with them once each is registered,
+    p2p-connected and listed in the DHT presence index. The caller stops them; on a
+    failure here, the nodes started so far are stopped before the error goes up."""
+    id_port = free_port()
+    homes = [configure(root / "node0", keys[0], id_port, None)]
+    seed_port = Config(homes[0] / "config").get("services/dht/udp-port")
+    homes += [configure(root / f"node{n}", keys[n], id_port, seed_port) for n in range(1, len(keys))]
+    nodes: list[Node] = []
+    try:
+        for home in homes:
+            node = Node(home, reactor=reactor)
+            nodes.append(node)
+            yield node.start()
+        assert service(nodes[0], IdentityServerService).port == id_port
+        for n, node in enumerate(nodes):
+            yield service(node, IdentityPropagateService).register(f"node{n}")
+        for node in nodes:
+            connector = hookups(node).running_connector()
+            connector.event("reconnect")  # do not wait for its 2 s re-check
+            yield within(connector.when_state("CONNECTED"), 10, reactor)
+            presence = broadcasting(node).presence
+            assert presence is not None
+            yield presence.publish_now()
+    except BaseException:
+        for node in reversed(nodes):
+            yield node.stop()
+        raise
+    return nodes
