@@ -166,7 +166,10 @@ class DiskSpaceType(OptionType):
         return value
 
     def render(self, value: Any) -> str:
-        return format_size(value)
+        """The short form ('128 MB') when it is exact, else plain bytes: a saved value
+        must read back as the very same number."""
+        text = format_size(value)
+        return text if parse_size(text) == value else f"{int(value)} bytes"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,37 @@ pieces travel as raw bytes behind a short binary header (no base64).
 A supplier tells a customer it was rejected (``customer_reject``) with a CancelService of
 its own. Fail reasons are text for people; ``code`` gives machines a stable word
 (``no-space``, ``over-quota``, ``not-found``, ``not-owner``, ``rejected``, ``bad-request``).
+
+Who is who, since one node is both a customer and a supplier and both sides register
+handlers for ``Data`` and ``CancelService`` (the gateway calls every handler):
+
+| packet                        | OwnerID  | CreatorID | payload                 | who acts          |
+|-------------------------------|----------|-----------|-------------------------|-------------------|
+| Data, customer stores a piece | customer | customer  | piece frame             | supplier (stores) |
+| Data, answer to Retrieve      | customer | supplier  | piece frame             | customer          |
+| CancelService, customer quits | customer | customer  | ``{}``                  | supplier          |
+| CancelService, supplier quits | supplier | supplier  | Failure JSON (``code``) | customer          |
+
+- A Data answer to Retrieve reuses the Retrieve's PacketID; the supplier stores a Data
+  only when OwnerID == CreatorID, so a node never files a Retrieve answer as a customer's
+  upload. The customer waits for that Data itself (a Data does not resolve the outbox).
+- A supplier ending a contract (``customer_reject``, customer_patrol) sends CancelService
+  with :class:`Failure` JSON: ``code`` is ``rejected`` (the user, or the customer idle
+  longer than ``services/customer-patrol/customer-idle-days``) or ``over-quota``; its data
+  is already deleted. The customer Acks it; the supplier does not wait for that Ack.
+  A payload with a ``code`` key is this notice; ``{}`` is a customer leaving: each side
+  acts on (and Acks) only its own kind. :func:`is_supplier_notice` tells them apart.
+- A customer repeats the same RequestService every ``services/customer/recheck-seconds``
+  (and after its own restart): that is its liveness check, so a supplier answers a
+  request from a current customer with Ack again (quota updated). ``Files`` answers
+  ``ListFiles`` under its PacketID and is not acknowledged. (customer side:
+  :mod:`bitdust.storage.customer.link`)
+- Fail codes a supplier uses: ``no-space`` (RequestService beyond the donated space),
+  ``over-quota`` (Data beyond the quota; nothing is written), ``not-found`` (Retrieve of a
+  piece it does not hold), ``not-owner`` (OwnerID != CreatorID on any request: a node
+  acts only on its own folder), ``rejected`` (the sender has no contract: not a customer,
+  or no longer),
+  ``busy`` (too many requests of that customer queued), ``bad-request`` (bad payload).
 """
 
 from __future__ import annotations
@@ -198,6 +229,15 @@ def decode_file_list(payload: bytes) -> dict[str, int]:
         except IdError as exc:
             raise ProtocolError(str(exc)) from None
     return result
+
+
+def is_supplier_notice(payload: bytes) -> bool:
+    """True for a supplier's CancelService (Failure JSON with ``code``), False for a
+    customer's ``{}`` (see the table above); malformed payloads count as neither: False."""
+    try:
+        return "code" in _load(payload)
+    except ProtocolError:
+        return False
 
 
 def customer_folder_name(idurl: str) -> str:

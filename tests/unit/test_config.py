@@ -45,7 +45,8 @@ def test_types_refuse(option_type: t.OptionType, raw: object) -> None:
 @pytest.mark.parametrize(
     ("option_type", "value", "text"),
     [(t.BOOLEAN, True, "true"), (t.DISK_SPACE, 128 * 1024**2, "128 MB"), (t.DISK_SPACE, 8 * 1024**3, "8 GB"),
-     (t.TEXT_LIST, ("a", "b"), "a,b"), (t.PORT, 7771, "7771")],
+     (t.TEXT_LIST, ("a", "b"), "a,b"), (t.PORT, 7771, "7771"), (t.DISK_SPACE, 10000, "10000 bytes"),
+     (t.DISK_SPACE, 1536, "1.5 KB")],
 )
 def test_types_render_round_trip(option_type: t.OptionType, value: object, text: str) -> None:
     assert option_type.render(value) == text

@@ -1,0 +1,323 @@
+"""The supplier's store: contracts, quotas and the pieces held for each customer.
+
+Held pieces are indexed in memory (piece ID -> size, per customer), filled from a scan
+of the disk at start: quota checks, ``ListFiles`` and the space figures never touch the
+disk, and a piece is served only if the index lists it, so a half-written temp file can
+never be. Everything that changes a customer's data or contract runs through that
+customer's own queue (a ``DeferredLock``), so a quota check and the write it allows
+cannot interleave with another write, a delete or a rejection of the same customer;
+customers do not wait for each other. Queues are bounded (:data:`MAX_QUEUED`): beyond
+that a request is refused as ``busy`` instead of piling up in memory.
+
+Disk work runs in the reactor's thread pool. Refusals raise :class:`Refused` with a
+Fail code of :mod:`bitdust.storage.market`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, DeferredLock, fail, inlineCallbacks
+from twisted.internet.threads import deferToThreadPool
+
+from bitdust.storage import ids
+from bitdust.storage.market import ServiceOffer, ServiceRequest, customer_folder_name
+from bitdust.storage.supplier import disk
+from bitdust.storage.supplier.contracts import CoalescingWriter, Contract, ContractBook
+from bitdust.util.units import format_size
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_QUEUED = 64
+"""Requests of one customer waiting for its queue; more are refused as ``busy``."""
+MAX_READS = 8
+"""Retrieve answers of one customer being read at once (each holds a piece in memory)."""
+CONTACT_SAVE_DELAY = 60.0
+"""Seconds a contact-time or usage change may wait before contracts.json is rewritten."""
+
+
+class Refused(Exception):
+    """A request the supplier says no to; ``code`` is a market Fail code."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class SupplierStore:
+    def __init__(self, reactor: Any, clock: Any, customers_root: Path, contracts_file: Path,
+                 donated: Callable[[], int]) -> None:
+        self._reactor = reactor
+        self._clock = clock
+        self.root = customers_root
+        self._donated = donated
+        self.book = ContractBook()
+        self._pieces: dict[str, dict[str, int]] = {}
+        self._queues: dict[str, DeferredLock] = {}
+        self._reads: dict[str, int] = {}
+        self._writer = CoalescingWriter(reactor, contracts_file, self.book_bytes)
+        self._contracts_file = contracts_file
+        self._save_timer: Any = None
+        self._closed = False
+        self.space_listeners: list[Callable[[], None]] = []
+        """Called after the granted space changed (a customer came, changed or left)."""
+
+    # -- start and stop --------------------------------------------------------------
+
+    @inlineCallbacks
+    def load(self) -> Any:
+        """Read the contracts, scan the customer folders (dropping temp files), and take
+        the used bytes from what is really on disk."""
+        book = yield self._in_thread(ContractBook.load, self._contracts_file)
+        names = [c.folder_name for c in book.contracts.values()]
+        scans = yield self._in_thread(disk.scan_customers, self.root, names)
+        self.book = book
+        for idurl, contract in book.contracts.items():
+            pieces = scans.get(contract.folder_name, {})
+            self._pieces[idurl] = pieces
+            used = sum(pieces.values())
+            if used != contract.used:
+                log.info("customer %s: %d bytes on disk, %d in contracts.json; the disk wins",
+                         idurl, used, contract.used)
+            contract.used = used
+        yield self._writer.save()
+
+    @inlineCallbacks
+    def close(self) -> Any:
+        """Refuse new work, let queued work finish, write the latest contact times and
+        usage: a store of the next start (same process or not) then reads all of it,
+        and no late timer of this one overwrites that store's file."""
+        self._closed = True
+        for lock in list(self._queues.values()):
+            yield lock.acquire()
+            lock.release()
+        if self._save_timer is not None and self._save_timer.active():
+            self._save_timer.cancel()
+        self._save_timer = None
+        yield self._writer.save()
+
+    def book_bytes(self) -> bytes:
+        return self.book.encode()
+
+    # -- queries -------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return float(self._clock.seconds())
+
+    def contract(self, idurl: str) -> Contract | None:
+        return self.book.contracts.get(idurl)
+
+    def is_customer(self, idurl: str) -> bool:
+        return idurl in self.book.contracts
+
+    def customers(self) -> list[Contract]:
+        return sorted(self.book.contracts.values(), key=lambda c: (c.first_contact, c.idurl))
+
+    def donated(self) -> int:
+        return int(self._donated())
+
+    def consumed(self) -> int:
+        """Bytes granted to customers (the sum of their quotas)."""
+        return sum(c.quota for c in self.book.contracts.values())
+
+    def used(self, idurl: str | None = None) -> int:
+        """Bytes of pieces held, for one customer or for all."""
+        if idurl is not None:
+            return sum(self._pieces.get(idurl, {}).values())
+        return sum(sum(p.values()) for p in self._pieces.values())
+
+    def free(self) -> int:
+        """Bytes still to grant: what the DHT offer announces."""
+        return max(0, self.donated() - self.consumed())
+
+    def list_pieces(self, idurl: str) -> dict[str, int]:
+        return dict(self._pieces.get(idurl, {}))
+
+    def folder(self, idurl: str) -> Path:
+        return self.root / customer_folder_name(idurl)
+
+    # -- contracts -------------------------------------------------------------------------
+
+    def touch(self, idurl: str) -> None:
+        """The customer was heard from: remember when (saved within CONTACT_SAVE_DELAY)."""
+        contract = self.contract(idurl)
+        if contract is not None:
+            contract.last_contact = self.now()
+            self._save_soon()
+
+    def request_service(self, idurl: str, request: ServiceRequest) -> Deferred[ServiceOffer]:
+        return self._queued(idurl, self._request_service, idurl, request)
+
+    @inlineCallbacks
+    def _request_service(self, idurl: str, request: ServiceRequest) -> Any:
+        existing = self.contract(idurl)
+        others = self.consumed() - (existing.quota if existing is not None else 0)
+        room = max(0, self.donated() - others)
+        if request.needed_bytes > room:
+            raise Refused("no-space", f"asked for {format_size(request.needed_bytes)}, "
+                                      f"only {format_size(room)} can be granted")
+        now = self.now()
+        if existing is not None:
+            before = replace(existing)
+            existing.quota, existing.ecc_map = request.needed_bytes, request.ecc_map
+            existing.position, existing.last_contact = request.position, now
+        else:
+            before = None
+            # Data left behind without a contract (a lost contracts file) is counted again.
+            pieces = yield self._in_thread(disk.scan_folder, self.folder(idurl))
+            self._pieces[idurl] = pieces
+            self.book.contracts[idurl] = Contract(idurl, request.needed_bytes, request.ecc_map, request.position,
+                                                  now, now, sum(pieces.values()))
+        try:
+            yield self._writer.save()
+        except Exception:
+            if before is None:
+                self.book.contracts.pop(idurl, None)
+                self._pieces.pop(idurl, None)
+            else:
+                self.book.contracts[idurl] = before
+            raise Refused("busy", "the contract could not be saved, try again later") from None
+        self._space_changed()
+        return ServiceOffer(request.needed_bytes)
+
+    def drop_customer(self, idurl: str, reason: str) -> Deferred[int]:
+        """Delete the customer's data and contract; fires with the bytes freed. Not
+        bounded by MAX_QUEUED: ending a contract must never be refused as busy."""
+        if self._closed:
+            return fail(Refused("busy", "the supplier is stopping"))
+        lock = self._queues.setdefault(idurl, DeferredLock())
+        running: Deferred[int] = lock.run(self._drop_customer, idurl, reason)
+        return running.addBoth(self._release, idurl)
+
+    @inlineCallbacks
+    def _drop_customer(self, idurl: str, reason: str) -> Any:
+        if self.contract(idurl) is None:
+            return 0
+        freed = self.used(idurl)
+        yield self._in_thread(disk.delete_folder, self.folder(idurl))
+        self.book.contracts.pop(idurl, None)
+        self._pieces.pop(idurl, None)
+        self.book.add_former(idurl, reason, self.now())
+        yield self._writer.save()
+        log.info("customer %s dropped (%s), %d bytes freed", idurl, reason, freed)
+        self._space_changed()
+        return freed
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    def store_piece(self, idurl: str, piece_id: str, data: bytes) -> Deferred[int]:
+        """Fires with the piece's size; Refused over quota (nothing written) or without
+        a contract."""
+        return self._queued(idurl, self._store_piece, idurl, piece_id, data)
+
+    @inlineCallbacks
+    def _store_piece(self, idurl: str, piece_id: str, data: bytes) -> Any:
+        contract = self._contracted(idurl)
+        pieces = self._pieces.setdefault(idurl, {})
+        after = self.used(idurl) - pieces.get(piece_id, 0) + len(data)
+        if after > contract.quota:
+            raise Refused("over-quota", f"{format_size(after)} would exceed the quota of "
+                                        f"{format_size(contract.quota)}")
+        size = yield self._in_thread(disk.write_piece, self.folder(idurl), piece_id, data)
+        pieces[piece_id] = size
+        contract.used = after
+        self._save_soon()
+        return size
+
+    @inlineCallbacks
+    def read_piece(self, idurl: str, piece_id: str) -> Any:
+        """The piece's bytes; Refused not-found when the index does not list it."""
+        self._contracted(idurl)
+        if piece_id not in self._pieces.get(idurl, {}):
+            raise Refused("not-found", f"no piece {piece_id} here")
+        if self._reads.get(idurl, 0) >= MAX_READS:
+            raise Refused("busy", f"{MAX_READS} pieces are being read for you already")
+        self._reads[idurl] = self._reads.get(idurl, 0) + 1
+        try:
+            data = yield self._in_thread(disk.read_piece, self.folder(idurl), piece_id)
+        except FileNotFoundError:
+            raise Refused("not-found", f"no piece {piece_id} here") from None
+        finally:
+            self._reads[idurl] -= 1
+            if not self._reads[idurl]:
+                del self._reads[idurl]
+        return data
+
+    def delete_pieces(self, idurl: str, piece_ids: list[str]) -> Deferred[int]:
+        return self._queued(idurl, self._delete_pieces, idurl, piece_ids)
+
+    @inlineCallbacks
+    def _delete_pieces(self, idurl: str, piece_ids: list[str]) -> Any:
+        contract = self._contracted(idurl)
+        pieces = self._pieces.setdefault(idurl, {})
+        yield self._in_thread(disk.delete_pieces, self.folder(idurl), piece_ids)
+        freed = sum(pieces.pop(p, 0) for p in set(piece_ids))
+        contract.used = self.used(idurl)
+        self._save_soon()
+        return freed
+
+    def delete_backups(self, idurl: str, backup_ids: list[str]) -> Deferred[int]:
+        return self._queued(idurl, self._delete_backups, idurl, backup_ids)
+
+    @inlineCallbacks
+    def _delete_backups(self, idurl: str, backup_ids: list[str]) -> Any:
+        contract = self._contracted(idurl)
+        pieces = self._pieces.setdefault(idurl, {})
+        yield self._in_thread(disk.delete_backups, self.folder(idurl), backup_ids)
+        wanted = set(backup_ids)
+        gone = [p for p in pieces if ids.parse_piece_id(p).backup_id in wanted]
+        freed = sum(pieces.pop(p) for p in gone)
+        contract.used = self.used(idurl)
+        self._save_soon()
+        return freed
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _contracted(self, idurl: str) -> Contract:
+        contract = self.contract(idurl)
+        if contract is None:
+            raise Refused("rejected", "you are not a customer of this supplier")
+        return contract
+
+    def _queued(self, idurl: str, fn: Callable[..., Deferred[T]], *args: Any) -> Deferred[T]:
+        if self._closed:
+            return fail(Refused("busy", "the supplier is stopping"))
+        lock = self._queues.setdefault(idurl, DeferredLock())
+        if len(lock.waiting) >= MAX_QUEUED:
+            return fail(Refused("busy", f"{MAX_QUEUED} of your requests are queued already"))
+        running: Deferred[T] = lock.run(fn, *args)
+        return running.addBoth(self._release, idurl)
+
+    def _release(self, result: T, idurl: str) -> T:
+        """Forget an idle queue, so their number follows the customers, not history."""
+        lock = self._queues.get(idurl)
+        if lock is not None and not lock.locked and not lock.waiting:
+            del self._queues[idurl]
+        return result
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args)
+
+    def _save_soon(self) -> None:
+        if self._closed:
+            return  # close() writes the final state
+        if self._save_timer is None or not self._save_timer.active():
+            self._save_timer = self._clock.callLater(CONTACT_SAVE_DELAY, self._save_now)
+
+    def _save_now(self) -> None:
+        self._save_timer = None
+        self._writer.save().addErrback(lambda f: log.error("contracts not saved: %s", f.getErrorMessage()))
+
+    def _space_changed(self) -> None:
+        for listener in list(self.space_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("space listener failed")
