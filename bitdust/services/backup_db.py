@@ -1,4 +1,5 @@
-"""service_backup_db: the catalog of backed-up items, loaded while the service runs.
+"""service_backup_db: the catalog of backed-up items, loaded while the service runs,
+and its encrypted copy on every supplier.
 
 Start reads ``<home>/catalog/catalog.json`` in a worker thread (a big catalog takes a
 while to parse); a catalog that cannot be read makes the start fail with the reason,
@@ -6,10 +7,10 @@ after it was moved aside (see :mod:`bitdust.storage.catalog.store`), and is neve
 overwritten. Every change made through the API is saved at once by the API call; stop
 saves whatever else changed (versions recorded by backup jobs).
 
-Not registered in :func:`bitdust.services.built_services` yet: it depends on
-``service_list_files`` and ``service_data_motion``, which are not built, so the driver
-could never start it. Keeping a copy of the catalog on the suppliers (issue 5, item 7)
-will hang off :attr:`Catalog.revision` here.
+The copy on the suppliers is kept by a :class:`~bitdust.storage.backups.catalog_sync.
+CatalogCopier` (debounced: at most one upload every few seconds); a fresh machine
+gets the catalog back with :func:`~bitdust.storage.backups.catalog_sync.fetch_catalog_copy`
+and puts it in place with :meth:`BackupDbService.replace_catalog`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import TYPE_CHECKING
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
 
+from bitdust.services.customer import running_customer
 from bitdust.services.service import Service, ServiceUnavailable
+from bitdust.storage.backups.catalog_sync import CatalogCopier
 from bitdust.storage.catalog.store import CatalogStore
 from bitdust.storage.catalog.tree import Catalog
 
@@ -37,6 +40,7 @@ class BackupDbService(Service):
         super().__init__(node)
         self.store = CatalogStore(node.home.catalog)
         self._catalog: Catalog | None = None
+        self.copier: CatalogCopier | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -56,12 +60,23 @@ class BackupDbService(Service):
         return loading.addCallback(self._loaded)
 
     def _loaded(self, catalog: Catalog) -> None:
+        from bitdust.services.data_motion import running_motion
+        from bitdust.services.list_files import running_list_files
+
         self._catalog = catalog
         log.info("catalog loaded from %s: %d items", self.store.path, len(catalog))
+        node = self.node
+        self.copier = CatalogCopier(node, lambda: self.catalog, lambda: running_motion(node, self.name),
+                                    lambda: running_list_files(node, self.name),
+                                    lambda: running_customer(node, self.name).running_list().size)
+        self.copier.start()
 
     def stop(self) -> Deferred[None]:
         """Saves on the reactor thread, not in a worker: a save still running in a thread
         could finish after a later one and put an older catalog back in place."""
+        copier, self.copier = self.copier, None
+        if copier is not None:
+            copier.stop()
         catalog, self._catalog = self._catalog, None
         if catalog is None:
             return succeed(None)
@@ -74,3 +89,13 @@ class BackupDbService(Service):
         catalog.saver = self.store.save
         self.store.save(catalog)
         self._catalog = catalog
+        if self.copier is not None:
+            self.copier.forget()
+
+
+def running_backup_db(node: Node, what: str) -> BackupDbService:
+    service = node.services.instance("service_backup_db") if node.services.installed("service_backup_db") \
+        else None
+    if not isinstance(service, BackupDbService) or not service.loaded or not node.services.is_on("service_backup_db"):
+        raise ServiceUnavailable(f"{what} is not available: service_backup_db is not running")
+    return service

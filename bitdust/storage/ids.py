@@ -34,6 +34,18 @@ _VERSION_RE = re.compile(r"F([0-9]{4})" + r"([0-9]{2})" * 5 + r"(AM|PM)([1-9][0-
 _PIECE_NAME_RE = re.compile(rf"({_NUMBER})-({_NUMBER})-(Data|Parity)")
 
 
+CATALOG_PATH_ID = "9" * MAX_NUMBER_DIGITS
+"""Reserved top-level path ID of the encrypted catalog copy kept on every supplier
+(pieces ``999999999999/<version>/<chunk>-<position>-Data``, see
+:mod:`bitdust.storage.backups.catalog_copy`). The catalog numbers its top level from 0
+upwards and never gets near it; backup monitors, restores and rebuilds skip it."""
+
+
+def is_catalog_copy(piece_or_backup_id: str) -> bool:
+    """True for a piece or backup ID under :data:`CATALOG_PATH_ID`."""
+    return piece_or_backup_id.partition("/")[0] == CATALOG_PATH_ID
+
+
 class IdError(ValueError):
     """A path ID, version, backup ID or piece ID is malformed."""
 

@@ -1,0 +1,96 @@
+"""service_data_motion: the one :class:`~bitdust.storage.motion.DataMotion` of a node.
+
+Backup, restore and rebuild reach it as
+``node.services.instance("service_data_motion").motion`` (or :func:`running_motion`,
+which answers ServiceUnavailable when it is off). Limits come from the config and are
+read at each admission, so a change applies at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.threads import deferToThreadPool
+
+from bitdust.services.customer import running_customer
+from bitdust.services.gateway import running_gateway
+from bitdust.services.service import Service, ServiceUnavailable
+from bitdust.storage import market
+from bitdust.storage.motion import DataMotion
+from bitdust.transport.gateway import THREAD_SIGN_BYTES, Gateway
+from bitdust.transport.packet import Command, Packet
+
+if TYPE_CHECKING:
+    from bitdust.node import Node
+
+
+class DataMotionService(Service):
+    name = "service_data_motion"
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        self.motion: DataMotion | None = None
+        self._gateway: Gateway | None = None
+
+    def start(self) -> Deferred[None]:
+        return maybeDeferred(self._start)
+
+    def _start(self) -> None:
+        gateway = running_gateway(self.node, self.name)
+        running_customer(self.node, self.name)
+        config = self.node.config
+        self._gateway = gateway
+        self.motion = DataMotion(
+            gateway, self._supplier_at, self._is_me,
+            max_in_flight=lambda: int(config.get("services/data-motion/max-in-flight")),
+            max_per_supplier=lambda: int(config.get("services/data-motion/max-per-supplier")),
+            send_timeout=lambda: float(config.get("services/data-motion/send-timeout-seconds")),
+            make_data_packet=self._make_data_packet)
+        self.motion.start()
+
+    def stop(self) -> Deferred[None]:
+        motion, self.motion = self.motion, None
+        if motion is not None:
+            motion.close()
+        self._gateway = None
+        return succeed(None)
+
+    def _supplier_at(self, position: int) -> str | None:
+        try:
+            suppliers = running_customer(self.node, self.name).running_list()
+        except ServiceUnavailable:
+            return None
+        if not 0 <= position < suppliers.size:
+            return None
+        return suppliers.idurl(position) or None
+
+    def _is_me(self, idurl: str) -> bool:
+        me = self.node.my_identity
+        return me is not None and idurl in me.sources
+
+    def _make_data_packet(self, idurl: str, piece_id: str, data: bytes) -> Deferred[Packet]:
+        """Frame, sign and serialize a piece in one pool thread: a multi-MB copy and hash
+        stay off the reactor (small pieces are cheaper inline)."""
+        gateway = self._gateway
+        if gateway is None:
+            raise ServiceUnavailable(f"{self.name} is not running")
+
+        def make() -> Packet:
+            packet = gateway.make_packet(Command.Data, market.encode_piece(piece_id, data), idurl)
+            packet.serialize()
+            return packet
+
+        if len(data) < THREAD_SIGN_BYTES:
+            return maybeDeferred(make)
+        reactor = self.node.reactor
+        return deferToThreadPool(reactor, reactor.getThreadPool(), make)
+
+
+def running_motion(node: Node, what: str) -> DataMotion:
+    service = node.services.instance("service_data_motion") if node.services.installed("service_data_motion") \
+        else None
+    if not isinstance(service, DataMotionService) or service.motion is None \
+            or not node.services.is_on("service_data_motion"):
+        raise ServiceUnavailable(f"{what} is not available: service_data_motion is not running")
+    return service.motion

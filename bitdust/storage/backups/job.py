@@ -1,0 +1,273 @@
+"""backup: one machine per running backup job.
+
+The job streams the item through a :class:`~bitdust.storage.pipeline.encoder.
+BackupEncoder` (in the ECC worker's threads) while earlier blocks are being sent:
+at most :data:`WINDOW` blocks are in the air at once (the one being encoded included),
+so memory is about ``WINDOW * 2 * block size`` whatever the item's size. Share ``i``
+and ``N + i`` of every block go to the supplier at position ``i`` as
+``<block>-<i>-Data`` and ``<block>-<i>-Parity``.
+
+The version is recorded ``in progress`` when the job starts and becomes complete only
+when the encoder reached the end and every piece was acknowledged. A piece refused or
+unanswered (after data motion's retries) fails the job; an abort stops it. Both end
+the same way: no new block is read, the pieces already handed to data motion (at most
+the window) are waited for, then the version is deleted from every supplier
+(DeleteBackup) and dropped from the catalog, so no half version remains. A Data that
+reaches a supplier after its DeleteBackup anyway is collected by backup_monitor, which
+deletes pieces of versions the catalog does not know.
+
+All I/O goes through a :class:`JobIO`, so the table is tested with a fake one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from bitdust.automats.automat import Automat, AutomatRegistry, Transition
+from bitdust.storage.ecc import EccMap
+from bitdust.storage.ids import make_piece_id
+from bitdust.storage.pipeline.encoder import EncodedBlock
+
+log = logging.getLogger(__name__)
+
+WINDOW = 3
+"""Blocks not fully acknowledged, the one being encoded included (2 encoded ahead)."""
+
+WAITING = "WAITING"
+STARTING = "STARTING"
+RUNNING = "RUNNING"
+CLEANUP = "CLEANUP"
+DONE = "DONE"
+FAILED = "FAILED"
+ABORTED = "ABORTED"
+ENDED = (DONE, FAILED, ABORTED)
+
+
+@dataclass
+class Opened:
+    """What :meth:`JobIO.open` found: the ECC map, block size and bytes to read."""
+
+    ecc: EccMap
+    block_size: int
+    total_size: int
+
+
+class JobIO(Protocol):
+    def wait_suppliers(self) -> Deferred[None]:
+        """Fires once every position has a connected supplier; fails (bounded) otherwise."""
+
+    def open(self, path_id: str, backup_id: str) -> Deferred[Opened]:
+        """Record the version in the catalog (in progress) and open the encoder."""
+
+    def next_block(self) -> Deferred[EncodedBlock | None]:
+        """The next encoded block (None at the end), computed in a pool thread."""
+
+    def bytes_read(self) -> int: ...
+
+    def send(self, position: int, piece_id: str, data: bytes) -> Deferred[None]: ...
+
+    def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> None: ...
+
+    def discard(self, backup_id: str) -> Deferred[None]:
+        """Close the encoder, delete the version's pieces everywhere, drop it from the catalog."""
+
+
+class BackupJob(Automat):
+    name = "backup"
+    transitions = {
+        ("AT_STARTUP", "start"): [Transition(WAITING, ("wait_suppliers",))],
+        (WAITING, "ready"): [Transition(STARTING, ("open",))],
+        (WAITING, "failed"): [Transition(FAILED, ("remember_error", "finish"))],
+        (WAITING, "abort"): [Transition(ABORTED, ("finish",))],
+        (STARTING, "opened"): [Transition(CLEANUP, ("remember_opened", "cleanup"), guard="aborted"),
+                               Transition(RUNNING, ("remember_opened", "pump"))],
+        (STARTING, "failed"): [Transition(CLEANUP, ("remember_error", "cleanup"))],
+        (STARTING, "abort"): [Transition(STARTING, ("remember_abort",))],
+        (RUNNING, "block"): [Transition(RUNNING, ("send_block", "pump"))],
+        (RUNNING, "eof"): [Transition(DONE, ("note_eof", "complete", "finish"), guard="all_acked"),
+                           Transition(RUNNING, ("note_eof",))],
+        (RUNNING, "acked"): [Transition(DONE, ("count_ack", "complete", "finish"), guard="last_ack"),
+                             Transition(RUNNING, ("count_ack", "pump"))],
+        (RUNNING, "piece-failed"): [Transition(CLEANUP, ("count_failure", "remember_error", "settle"))],
+        (RUNNING, "failed"): [Transition(CLEANUP, ("remember_error", "settle"))],
+        (RUNNING, "abort"): [Transition(CLEANUP, ("remember_abort", "settle"))],
+        (CLEANUP, "block"): [Transition(CLEANUP, ("settle",))],
+        (CLEANUP, "eof"): [Transition(CLEANUP, ("settle",))],
+        (CLEANUP, "acked"): [Transition(CLEANUP, ("count_ack", "settle"))],
+        (CLEANUP, "piece-failed"): [Transition(CLEANUP, ("count_failure", "settle"))],
+        (CLEANUP, "failed"): [Transition(CLEANUP, ("remember_error", "settle"))],
+        (CLEANUP, "abort"): [Transition(CLEANUP, ("remember_abort",))],
+        (CLEANUP, "cleaned"): [Transition(ABORTED, ("finish",), guard="aborted"),
+                               Transition(FAILED, ("finish",))],
+    }
+
+    def __init__(self, clock: IReactorTime, registry: AutomatRegistry | None, io: JobIO, path_id: str,
+                 backup_id: str, source_path: str) -> None:
+        super().__init__(clock, registry, f"backup[{backup_id}]")
+        self.io = io
+        self.path_id = path_id
+        self.backup_id = backup_id
+        self.source_path = source_path
+        self.opened: Opened | None = None
+        self.error = ""
+        self.aborting = False
+        self.eof = False
+        self.encoding = False
+        self.blocks = 0
+        self.outstanding = 0  # pieces handed to data motion, not answered yet
+        self.unacked: dict[int, int] = {}  # block number -> pieces not acknowledged yet
+        self.sent_bytes = 0
+        self.cleaning = False
+        self.finished: Deferred[str] = Deferred()
+
+    # -- guards -----------------------------------------------------------------------------
+
+    def is_all_acked(self, *_args: Any) -> bool:
+        return self.outstanding == 0 and not self.unacked
+
+    def is_last_ack(self, *_args: Any) -> bool:
+        return self.eof and self.outstanding == 1 and not self.encoding
+
+    def is_settled(self, *_args: Any) -> bool:
+        return self.outstanding == 0 and not self.encoding
+
+    def is_aborted(self, *_args: Any) -> bool:
+        return self.aborting
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def do_wait_suppliers(self, *_args: Any) -> None:
+        self.io.wait_suppliers().addCallbacks(lambda _r: self.event("ready"), self._failed)
+
+    def do_open(self, *_args: Any) -> None:
+        self.io.open(self.path_id, self.backup_id).addCallbacks(lambda o: self.event("opened", o), self._failed)
+
+    def do_remember_opened(self, opened: Opened) -> None:
+        self.opened = opened
+
+    def do_pump(self, *_args: Any) -> None:
+        """Ask for the next block when the window has room."""
+        if self.encoding or self.eof or len(self.unacked) >= WINDOW - 1 or self.aborting:
+            return
+        self.encoding = True
+        self.io.next_block().addCallbacks(self._block_ready, self._encode_failed)
+
+    def _block_ready(self, block: EncodedBlock | None) -> None:
+        self.encoding = False
+        self.event("eof" if block is None else "block", block)
+
+    def do_send_block(self, block: EncodedBlock) -> None:
+        assert self.opened is not None
+        ecc = self.opened.ecc
+        self.blocks = max(self.blocks, block.number + 1)
+        self.unacked[block.number] = len(block.shares)
+        for index, share in enumerate(block.shares):
+            supplier, kind = ecc.share_owner(index)
+            piece_id = make_piece_id(self.backup_id, block.number, supplier, kind)
+            self.outstanding += 1
+            self.sent_bytes += len(share)
+            self.io.send(supplier, piece_id, share).addCallbacks(
+                lambda _r, n=block.number: self.event("acked", n),
+                lambda f: self.event("piece-failed", f.getErrorMessage()))
+
+    def do_note_eof(self, *_args: Any) -> None:
+        self.eof = True
+
+    def do_count_ack(self, number: int) -> None:
+        self.outstanding -= 1
+        left = self.unacked.get(number, 0) - 1
+        if left > 0:
+            self.unacked[number] = left
+        else:
+            self.unacked.pop(number, None)
+
+    def do_count_failure(self, *_args: Any) -> None:  # the piece's block stays unacked: moot now
+        self.outstanding -= 1
+
+    def do_complete(self, *_args: Any) -> None:
+        try:
+            self.io.complete(self.backup_id, self.blocks, self.sent_bytes, self.io.bytes_read())
+        except Exception as exc:
+            log.error("%s: could not record the complete version: %s", self.backup_id, exc)
+            self.error = f"the version could not be recorded: {exc}"
+
+    def do_remember_error(self, reason: str) -> None:
+        if not self.error:
+            self.error = reason
+            log.info("%s failed: %s", self.backup_id, reason)
+
+    def do_remember_abort(self, *_args: Any) -> None:
+        self.aborting = True
+        if not self.error:
+            self.error = "aborted"
+
+    def do_settle(self, *_args: Any) -> None:
+        """In CLEANUP: once nothing is in the air any more, delete what was sent."""
+        if self.is_settled():
+            self.do_cleanup()
+
+    def do_cleanup(self, *_args: Any) -> None:
+        if self.cleaning:
+            return
+        self.cleaning = True
+
+        def cleaned(_r: Any) -> None:
+            self.event("cleaned")
+
+        def not_cleaned(failure: Failure) -> None:
+            log.warning("%s: partial pieces not deleted everywhere: %s (backup_monitor will retry)",
+                        self.backup_id, failure.getErrorMessage())
+            self.event("cleaned")
+
+        self.io.discard(self.backup_id).addCallbacks(cleaned, not_cleaned)
+
+    def do_finish(self, *_args: Any) -> None:
+        if not self.finished.called:
+            self.finished.callback(self.state)
+        self.destroy()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _failed(self, failure: Failure) -> None:
+        self.event("failed", failure.getErrorMessage())
+
+    def _encode_failed(self, failure: Failure) -> None:
+        self.encoding = False
+        log.info("%s: reading or encoding failed: %s", self.backup_id, failure.getErrorMessage())
+        self.event("failed", f"reading {self.source_path} failed: {failure.getErrorMessage()}")
+
+    def abort(self) -> None:
+        self.event("abort")
+
+    # -- backups_running ----------------------------------------------------------------------
+
+    def progress(self) -> dict[str, Any]:
+        total = self.opened.total_size if self.opened is not None else 0
+        done = self.io.bytes_read() if self.opened is not None else 0
+        percent = min(99.9, 100.0 * done / total) if total else 0.0
+        if self.state == DONE:
+            percent = 100.0
+        return {
+            "aborting": self.aborting,
+            "backupid": self.backup_id,
+            "blocknumber": self.blocks,
+            "blocksize": self.opened.block_size if self.opened is not None else 0,
+            "bytesprocessed": done,
+            "closed": self.state in ENDED,
+            "eccmap": self.opened.ecc.name if self.opened is not None else "",
+            "eofstate": self.eof,
+            "pipe": 0,
+            "progress": round(percent, 2),
+            "reading": self.encoding,
+            "sourcepath": self.source_path,
+            "terminating": self.state == CLEANUP,
+            "totalsize": total,
+            "workblocks": len(self.unacked) + (1 if self.encoding else 0),
+            "state": self.state,
+        }

@@ -1,0 +1,187 @@
+"""backup_monitor: keeps what the suppliers hold in line with the catalog.
+
+A check (on ``restart`` from ``backups_update``, after every job, and every
+:data:`CHECK_SECONDS`): ask every supplier what it holds, then
+
+* delete pieces of versions the catalog does not know (an aborted job's late pieces,
+  versions deleted while a supplier was offline) -- never the catalog copy's pieces,
+  never a running job's, and only once this home's catalog was copied to the suppliers
+  (``may_collect``): a fresh home's empty catalog must not wipe the data it is about to
+  recover;
+* drop ``in progress`` versions no job is running (a daemon stopped mid-backup) and
+  delete their pieces;
+* re-send the missing pieces of complete versions from the local copies
+  (``services/backups/keep-local-copies-enabled``); without local copies a missing piece
+  can only be regenerated from the other suppliers' shares, which is
+  backup_rebuilder's job: it is asked to check (service_rebuilding).
+
+Checks never overlap: a ``restart`` during one is served by one more check after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from bitdust.automats.automat import ANY, Automat, AutomatRegistry, Timer, Transition
+from bitdust.storage.backups.io import Parts, delete_remote
+from bitdust.storage.ecc import EccMap
+from bitdust.storage.ids import IdError, PieceKind, is_catalog_copy, make_backup_id, make_piece_id, parse_piece_id
+from bitdust.storage.supplier import disk
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 600.0
+READY = "READY"
+CHECKING = "CHECKING"
+CLOSED = "CLOSED"
+
+
+class BackupMonitor(Automat):
+    name = "backup_monitor"
+    timers = {"timer-check": Timer(CHECK_SECONDS, (READY,))}
+    transitions = {
+        ("AT_STARTUP", "init"): [Transition(READY)],
+        (READY, "restart"): [Transition(CHECKING, ("check",))],
+        (READY, "timer-check"): [Transition(CHECKING, ("check",))],
+        (CHECKING, "restart"): [Transition(CHECKING, ("remember_restart",))],
+        (CHECKING, "checked"): [Transition(CHECKING, ("report", "check"), guard="restart_wanted"),
+                                Transition(READY, ("report",))],
+        (ANY, "shutdown"): [Transition(CLOSED, ("stop",))],
+    }
+
+    def __init__(self, clock: IReactorTime, registry: AutomatRegistry | None, parts: Callable[[], Parts],
+                 list_files: Callable[[], Any], busy_versions: Callable[[], set[str]],
+                 rebuild: Callable[[], None], may_collect: Callable[[], bool]) -> None:
+        super().__init__(clock, registry)
+        self._may_collect = may_collect
+        self._parts = parts
+        self._list_files = list_files
+        self._busy = busy_versions
+        self._rebuild = rebuild
+        self._restart = False
+        self.last_report: dict[str, int] = {}
+        self.last_error = ""
+        self._waiters: list[Deferred[dict[str, int]]] = []
+
+    def restart(self) -> Deferred[dict[str, int]]:
+        """Fires with the figures of the check that starts after this call."""
+        done: Deferred[dict[str, int]] = Deferred()
+        self._waiters.append(done)
+        self.event("restart")
+        return done
+
+    def is_restart_wanted(self, *_args: Any) -> bool:
+        return self._restart
+
+    def do_remember_restart(self, *_args: Any) -> None:
+        self._restart = True
+
+    def do_check(self, *_args: Any) -> None:
+        self._restart = False
+        waiters, self._waiters = self._waiters, []
+
+        def done(result: dict[str, int] | Failure) -> None:
+            if isinstance(result, Failure):
+                self.last_error = result.getErrorMessage()
+                log.info("backup check failed: %s", self.last_error)
+                report: dict[str, int] = {}
+            else:
+                self.last_error = ""
+                report = result
+            for waiter in waiters:
+                waiter.callback(report)
+            if self.state == CHECKING:
+                self.event("checked", report)
+
+        self._check().addBoth(done)
+
+    def do_report(self, report: dict[str, int]) -> None:
+        self.last_report = report
+
+    def do_stop(self, *_args: Any) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback({})
+        self.destroy()
+
+    @inlineCallbacks
+    def _check(self) -> Generator[Any, Any, dict[str, int]]:
+        listing = self._list_files()
+        yield listing.refresh()
+        parts = self._parts()
+        catalog = parts.catalog
+        busy = self._busy()
+        report = {"orphans": 0, "stale": 0, "missing": 0, "resent": 0}
+        stale = [make_backup_id(item.path_id, v.version) for item in catalog.items() for v in item.versions.values()
+                 if not v.complete and make_backup_id(item.path_id, v.version) not in busy]
+        for backup_id in stale:
+            catalog.drop_version(backup_id)
+        if stale:
+            catalog.save()
+            report["stale"] = len(stale)
+        known = {make_backup_id(item.path_id, v.version) for item, v in catalog.complete_backups()} | busy
+        size = parts.customer.running_list().size
+        sends = []
+        deletes = []
+        for position in range(size):
+            held = listing.held(position)
+            if held is None:
+                continue
+            orphans = sorted({_backup_of(p) for p in held} - known - {""}) if self._may_collect() else []
+            if orphans:
+                report["orphans"] += len(orphans)
+                deletes.append(parts.motion.delete_backups(position, orphans))
+            missing = self._missing(parts, position, held)
+            report["missing"] += len(missing)
+            if missing and parts.keep_local():
+                for piece_id in missing:
+                    sends.append(self._resend(parts, position, piece_id))
+        if stale:
+            deletes.append(delete_remote(parts, stale))
+        results = yield DeferredList(sends + deletes, consumeErrors=True)
+        report["resent"] = sum(1 for ok, value in results[:len(sends)] if ok and value)
+        if report["missing"] > report["resent"]:
+            self._rebuild()
+        return report
+
+    def _missing(self, parts: Parts, position: int, held: dict[str, int]) -> list[str]:
+        missing = []
+        for item, version in parts.catalog.complete_backups():
+            try:
+                ecc = EccMap.from_name(version.ecc)
+            except ValueError:
+                continue
+            if position >= ecc.suppliers:
+                continue
+            backup_id = make_backup_id(item.path_id, version.version)
+            for block in range(version.blocks):
+                for kind in (PieceKind.DATA, PieceKind.PARITY):
+                    piece_id = make_piece_id(backup_id, block, position, kind)
+                    if piece_id not in held:
+                        missing.append(piece_id)
+        return missing
+
+    @inlineCallbacks
+    def _resend(self, parts: Parts, position: int, piece_id: str) -> Generator[Any, Any, bool]:
+        try:
+            data = yield parts.worker.run(disk.read_piece, parts.local_root, piece_id)
+        except (OSError, IdError):
+            return False
+        yield parts.motion.send_piece(position, piece_id, data)
+        return True
+
+
+def _backup_of(piece_id: str) -> str:
+    """The backup ID of a listed piece; "" for the catalog copy (never an orphan)."""
+    if is_catalog_copy(piece_id):
+        return ""
+    try:
+        return parse_piece_id(piece_id).backup_id
+    except IdError:
+        return ""

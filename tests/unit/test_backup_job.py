@@ -1,0 +1,139 @@
+"""The backup machine with a fake JobIO: the window, completion only after every Ack,
+failure and abort cleanups, and the table itself."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+
+from bitdust.automats.automat import check_table, to_dot
+from bitdust.storage.backups.job import ABORTED, DONE, FAILED, RUNNING, WINDOW, BackupJob, Opened
+from bitdust.storage.ecc import EccMap
+from bitdust.storage.pipeline.encoder import EncodedBlock
+
+BACKUP = "0/F20240101120000PM"
+
+
+class FakeIO:
+    def __init__(self, blocks: int) -> None:
+        self.total = blocks
+        self.calls: list[str] = []
+        self.encodes: list[Deferred[EncodedBlock | None]] = []
+        self.sends: dict[str, Deferred[None]] = {}
+        self.next = 0
+
+    def wait_suppliers(self) -> Deferred[None]:
+        self.calls.append("wait")
+        return succeed(None)
+
+    def open(self, path_id: str, backup_id: str) -> Deferred[Opened]:
+        self.calls.append("open")
+        return succeed(Opened(EccMap(2), 1024, 4096))
+
+    def next_block(self) -> Deferred[EncodedBlock | None]:
+        d: Deferred[EncodedBlock | None] = Deferred()
+        self.encodes.append(d)
+        return d
+
+    def produce(self) -> None:
+        """Answer the oldest open next_block call."""
+        d = next(e for e in self.encodes if not e.called)
+        if self.next >= self.total:
+            d.callback(None)
+            return
+        n = self.next
+        self.next += 1
+        d.callback(EncodedBlock(n, n == self.total - 1, [bytes([n, i]) for i in range(4)], 10, 10))
+
+    def bytes_read(self) -> int:
+        return 100 * self.next
+
+    def send(self, position: int, piece_id: str, data: bytes) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.sends[piece_id] = d
+        return d
+
+    def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> None:
+        self.calls.append(f"complete {blocks}")
+
+    def discard(self, backup_id: str) -> Deferred[None]:
+        self.calls.append("discard")
+        return succeed(None)
+
+    def ack_all(self) -> None:
+        for d in list(self.sends.values()):
+            if not d.called:
+                d.callback(None)
+
+
+def start(blocks: int) -> tuple[BackupJob, FakeIO]:
+    io = FakeIO(blocks)
+    job = BackupJob(Clock(), None, io, "0", BACKUP, "/src")
+    job.event("start")
+    return job, io
+
+
+def test_table_is_consistent() -> None:
+    assert check_table(BackupJob) == []
+    assert "CLEANUP" in to_dot(BackupJob)
+
+
+def test_window_bounds_blocks_ahead_and_completion_waits_for_every_ack() -> None:
+    job, io = start(4)
+    assert job.state == RUNNING and io.calls == ["wait", "open"]
+    for _ in range(WINDOW - 1):
+        io.produce()
+    assert len(io.encodes) == WINDOW - 1  # full window: no more reading until Acks come
+    names = sorted(io.sends)
+    assert names[:4] == [f"{BACKUP}/0-0-Data", f"{BACKUP}/0-0-Parity", f"{BACKUP}/0-1-Data", f"{BACKUP}/0-1-Parity"]
+    for name in [n for n in names if "/0-" in n]:
+        io.sends[name].callback(None)
+    assert len(io.encodes) == WINDOW  # block 0 acknowledged: one more block is read
+    io.produce()  # block 2: blocks 1 and 2 fill the window again
+    assert all(e.called for e in io.encodes)
+    io.ack_all()
+    io.produce()  # block 3
+    io.produce()  # end of input
+    assert job.eof and job.state == RUNNING and not any(c.startswith("complete") for c in io.calls)
+    io.ack_all()
+    assert job.state == DONE and io.calls[-1] == "complete 4"
+    assert job.finished.called and job.progress()["progress"] == 100.0
+
+
+def test_refused_piece_fails_after_the_others_settle_and_discards() -> None:
+    job, io = start(3)
+    io.produce()
+    first = sorted(io.sends)
+    io.sends[first[0]].errback(RuntimeError("over-quota: full"))
+    assert job.state == "CLEANUP" and "discard" not in io.calls  # three pieces still in the air
+    io.produce()  # a block read meanwhile is not sent
+    assert len(io.sends) == 4
+    io.ack_all()
+    assert job.state == FAILED and io.calls[-1] == "discard" and "over-quota" in job.error
+
+
+def test_abort_waits_for_pieces_in_flight_then_discards() -> None:
+    job, io = start(10)
+    io.produce()
+    job.abort()
+    assert job.state == "CLEANUP" and job.progress()["aborting"] and job.progress()["terminating"]
+    assert len(io.encodes) == 2  # the read that was under way
+    io.produce()
+    io.ack_all()
+    assert job.state == ABORTED and io.calls[-1] == "discard"
+    assert not any(c.startswith("complete") for c in io.calls)
+
+
+def test_abort_while_starting_and_read_failure() -> None:
+    io = FakeIO(2)
+    opening: Deferred[Opened] = Deferred()
+    io.open = lambda path_id, backup_id: opening  # type: ignore[method-assign]
+    job = BackupJob(Clock(), None, io, "0", BACKUP, "/src")
+    job.event("start")
+    job.abort()
+    opening.callback(Opened(EccMap(2), 1024, 10))
+    assert job.state == ABORTED and io.calls[-1] == "discard"
+    job2, io2 = start(2)
+    io2.encodes[0].errback(OSError("permission denied"))
+    assert job2.state == FAILED and "permission denied" in job2.error and io2.calls[-1] == "discard"
+
