@@ -63,13 +63,17 @@ def running_catalog(node: Node, method: str) -> Catalog:
 
 
 def backups_list(node: Node, catalog: Catalog) -> dict[str, Any]:
-    """``[{'path', 'versions': [{'version', 'blocks', 'size': '11 MB'}], 'type', 'id', 'size'}]``
-    in tree order; ``size`` of an item is in bytes, of a version human-readable."""
+    """``[{'path', 'versions': [{'version', 'blocks', 'size': '11 MB', 'redundancy'}], 'type', 'id',
+    'size'}]`` in tree order; ``size`` of an item is in bytes, of a version human-readable.
+    ``redundancy``: pieces the suppliers hold per block (index = block), 2N when whole, as
+    last counted by backup_rebuilder (empty until it has counted; see
+    :mod:`bitdust.storage.rebuild.plan`)."""
     return ok([
         {
             "path": item.local_path,
             "versions": [
-                {"version": v.version, "blocks": v.blocks, "size": format_size(v.size)}
+                {"version": v.version, "blocks": v.blocks, "size": format_size(v.size),
+                 "redundancy": list(v.redundancy)}
                 for v in item.sorted_versions(complete_only=True)
             ],
             "type": item.type.value,

@@ -65,8 +65,9 @@ class CatalogVersion:
     blocks: int = 0
     size: int = 0
     source_size: int = 0
-    # Pieces present per block (index = block number), filled in by the supplier
-    # checks and the rebuilder; empty until someone has counted.
+    # Pieces present per block (index = block number): how many of the block's 2N pieces
+    # the suppliers listed at their own positions (2N = whole, < N = not restorable now),
+    # counted by backup_rebuilder (bitdust.storage.rebuild.plan); empty until counted.
     redundancy: list[int] = field(default_factory=list)
 
     @property
