@@ -44,6 +44,13 @@ _IMPLEMENTED = (
     "identity_get", "identity_create",
     "packets_stats", "packets_list", "connections_list", "streams_list",
     "set_my_nickname", "find_peer_by_nickname",
+    "ping", "send_message", "receive_one_message", "broadcast_send_message",
+    "customers_list", "customer_reject", "customers_ping", "space_donated",
+    "suppliers_list", "supplier_replace", "supplier_change", "suppliers_ping", "space_consumed",
+    "restore_single", "restores_running", "restore_abort",
+    "backups_list", "backups_id_list", "backup_map_path", "backup_dir_add", "backup_file_add", "backup_tree_add",
+    "backups_update", "backup_start_id", "backup_start_path", "backup_delete_local", "backup_delete_id",
+    "backup_delete_path", "backups_queue", "backups_running", "backup_cancel_pending", "backup_abort_running",
 )
 
 
@@ -165,6 +172,51 @@ class ApiMethods:
 
         return dht_calls.find_peer_by_nickname(self.node, nickname)
 
+    # -- peers: ping, private messages, broadcasts ----------------------------------------
+
+    def ping(self, idurl: str, timeout: Any = 10) -> Deferred[dict[str, Any]]:
+        """Fetch the peer's identity from its server (the cached copy if the server is
+        down), send it my Identity packet, wait for its Ack (every node Acks a valid
+        Identity) at most ``timeout`` seconds in all, with up to 3 sends.
+        ``{'status': 'OK', 'result': '(signed.Packet[Ack(Identity) bob|bob for alice],
+        in_<packet id>(DONE))'}``: the Ack's command, creator|owner names, recipient name
+        and PacketID. ERROR on an identity fetch error, a Fail reply or a timeout."""
+        from bitdust.api import p2p_calls
+
+        return p2p_calls.ping(self.node, idurl, timeout)
+
+    def send_message(self, recipient: str, message_body: Any) -> Deferred[dict[str, Any]]:
+        """``recipient``: an idurl or a nickname (looked up in the DHT). ``message_body``:
+        any JSON value up to 64 KB, encrypted to the recipient's key inside a signed
+        packet. Answers once the recipient Acked it:
+        ``{'status': 'OK', 'result': ['signed.Packet[Message(<packet id>)]'], 'recipient': idurl}``;
+        ERROR if the recipient is unknown, refuses it, or does not answer (offline)
+        within about 30 s."""
+        from bitdust.api import p2p_calls
+
+        return p2p_calls.send_message(self.node, recipient, message_body)
+
+    def receive_one_message(self, timeout: Any = None) -> Any:
+        """The oldest message received and not read yet, at once if there is one; else
+        wait for the next, at most ``timeout`` seconds (default 20, under the CLI's 30 s).
+        ``{'status': 'OK', 'result': [{'from': idurl, 'message': body}]}``; a broadcast
+        comes as ``{'from': origin, 'message': payload, 'broadcast': True, 'id': ...}``.
+        Nothing within the timeout is not an error: ``{'status': 'OK', 'result': []}``.
+        A message is handed to one caller only; up to 1000 wait unread (oldest dropped)."""
+        from bitdust.api import p2p_calls
+
+        return p2p_calls.receive_one_message(self.node, timeout)
+
+    def broadcast_send_message(self, payload: Any) -> Deferred[dict[str, Any]]:
+        """Send a JSON object of at most 4 KB (canonical JSON) to every online node,
+        once each (see :mod:`bitdust.services.broadcasting` for how and the limits).
+        ``{'status': 'OK', 'result': 'broadcast message <id> was sent to N of M known
+        node(s)', 'id': ..., 'acked': N, 'peers': M}``; ERROR for a payload that is not a
+        JSON object or is too large."""
+        from bitdust.api import p2p_calls
+
+        return p2p_calls.broadcast_send_message(self.node, payload)
+
     # -- automats and services -----------------------------------------------------
 
     def automats_list(self) -> dict[str, Any]:
@@ -218,6 +270,201 @@ class ApiMethods:
             }
 
         return deferToThreadPool(reactor, reactor.getThreadPool(), measure).addCallback(lambda r: ok([r]))
+
+    # -- supplier: customers and donated space (service_supplier) -------------------------
+
+    def customers_list(self) -> dict[str, Any]:
+        """Customers storing data here, oldest contract first: the spec's ``idurl``,
+        ``position`` (its index among the customer's suppliers) and ``status``
+        (``online`` when heard from in the last 10 minutes and not failing a ping since,
+        else ``offline``), plus ``ecc_map``, ``quota``/``quotastr`` (bytes granted),
+        ``used``/``usedstr`` (bytes of pieces held), ``numfiles`` (pieces held) and
+        ``first_contact``/``last_contact`` (epoch seconds)."""
+        from bitdust.api import supplier_calls
+
+        return supplier_calls.customers_list(self.node)
+
+    def customer_reject(self, idurl: str) -> Deferred[dict[str, Any]]:
+        """Delete everything held for ``idurl``, end its contract and tell it (a
+        CancelService notice, not waited for): ``['customer X rejected, N bytes were
+        freed']``; ERROR when ``idurl`` is not a customer."""
+        from bitdust.api import supplier_calls
+
+        return supplier_calls.customer_reject(self.node, idurl)
+
+    def customers_ping(self) -> dict[str, Any]:
+        """Send my Identity to every customer; each Ack (or its absence, after about
+        20 s) sets the ``status`` customers_list shows. Answers at once."""
+        from bitdust.api import supplier_calls
+
+        return supplier_calls.customers_ping(self.node)
+
+    def space_donated(self) -> Deferred[dict[str, Any]]:
+        """The spec's one-item list. ``donated``: services/supplier/donated-space;
+        ``consumed``: bytes granted to customers (sum of quotas), ``consumedpercent`` of
+        the donation; ``free``: donated - consumed (what the DHT offer announces);
+        ``used``: bytes of pieces held, ``usedpercent`` of the donation, ``used_str``;
+        ``real``: bytes on disk under <home>/customers (also files without a contract);
+        ``customers``: their idurls; ``oldcustomers``: the last customers that left or
+        were rejected."""
+        from bitdust.api import supplier_calls
+
+        return supplier_calls.space_donated(self.node)
+
+    # -- customer: suppliers and consumed space (service_customer, service_employer) --------
+
+    def suppliers_list(self) -> dict[str, Any]:
+        """One row per position of ``ecc/NxN``, in position order: the spec's
+        ``connected`` (local time the supplier first accepted us there, '' if never),
+        ``idurl`` ('' for a position still being hired), ``numfiles`` (pieces it said it
+        holds in its last ListFiles answer; 0 until one arrived), ``position`` and
+        ``status`` ('online' when its last answer was an Ack, else 'offline')."""
+        from bitdust.api import customer_calls
+
+        return customer_calls.suppliers_list(self.node)
+
+    def supplier_replace(self, index_or_idurl: Any) -> dict[str, Any]:
+        """Queue the replacement of a supplier (by position or idurl) with a random node;
+        fire_hire does it as soon as no other change runs. ERROR when that would leave
+        more than N/2 positions without a connected supplier (data could be lost)."""
+        from bitdust.api import customer_calls
+
+        return customer_calls.supplier_replace(self.node, index_or_idurl)
+
+    def supplier_change(self, index_or_idurl: Any, new_idurl: Any) -> Deferred[dict[str, Any]]:
+        """Put ``new_idurl`` at the supplier's position. Answers once ``new_idurl``
+        accepted (OK, the old supplier is let go) or did not (ERROR naming its reason:
+        a Fail such as no-space, or no answer; the old supplier is kept)."""
+        from bitdust.api import customer_calls
+
+        return customer_calls.supplier_change(self.node, index_or_idurl, new_idurl)
+
+    def suppliers_ping(self) -> dict[str, Any]:
+        """Ask every supplier again (RequestService, then ListFiles); answers at once,
+        suppliers_list shows the outcome."""
+        from bitdust.api import customer_calls
+
+        return customer_calls.suppliers_ping(self.node)
+
+    def space_consumed(self) -> dict[str, Any]:
+        """The spec's one-item list. ``needed``: services/customer/needed-space;
+        ``neededpersupplier``: what each supplier is asked for (needed / N, rounded up);
+        ``used``: bytes the suppliers said they hold for us in their last ListFiles
+        answers; ``usedpersupplier``: used / N; ``available``: needed - used;
+        ``usedpercent``: used of needed."""
+        from bitdust.api import customer_calls
+
+        return customer_calls.space_consumed(self.node)
+
+    # -- catalog (service_backup_db; bodies in catalog_calls) ---------------------------------
+
+    def backups_list(self) -> dict[str, Any]:
+        from bitdust.api import catalog_calls
+
+        return catalog_calls.backups_list(self.node, catalog_calls.running_catalog(self.node, "backups_list"))
+
+    def backups_id_list(self) -> dict[str, Any]:
+        from bitdust.api import catalog_calls
+
+        return catalog_calls.backups_id_list(self.node, catalog_calls.running_catalog(self.node, "backups_id_list"))
+
+    def backup_map_path(self, path: Any) -> Deferred[dict[str, Any]]:
+        from bitdust.api import catalog_calls
+
+        return catalog_calls.backup_map_path(self.node, catalog_calls.running_catalog(self.node, "backup_map_path"),
+                                             path)
+
+    def backup_dir_add(self, dirpath: Any) -> Deferred[dict[str, Any]]:
+        from bitdust.api import catalog_calls
+
+        return catalog_calls.backup_dir_add(self.node, catalog_calls.running_catalog(self.node, "backup_dir_add"),
+                                            dirpath)
+
+    def backup_file_add(self, filepath: Any) -> Deferred[dict[str, Any]]:
+        from bitdust.api import catalog_calls
+
+        return catalog_calls.backup_file_add(self.node, catalog_calls.running_catalog(self.node, "backup_file_add"),
+                                             filepath)
+
+    def backup_tree_add(self, dirpath: Any) -> Deferred[dict[str, Any]]:
+        from bitdust.api import catalog_calls
+
+        return catalog_calls.backup_tree_add(self.node, catalog_calls.running_catalog(self.node, "backup_tree_add"),
+                                             dirpath)
+
+    # -- backup jobs (service_backups; bodies in backup_calls) ---------------------------------
+
+    def backups_update(self) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backups_update(self.node)
+
+    def backup_start_id(self, pathID: Any) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backup_start_id(self.node, pathID)
+
+    def backup_start_path(self, path: Any, bind_local_path: Any = True) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backup_start_path(self.node, path, bind_local_path)
+
+    def backup_delete_local(self, backupID: Any) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backup_delete_local(self.node, backupID)
+
+    def backup_delete_id(self, pathID_or_backupID: Any) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backup_delete_id(self.node, pathID_or_backupID)
+
+    def backup_delete_path(self, localPath: Any) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backup_delete_path(self.node, localPath)
+
+    def backups_queue(self) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backups_queue(self.node)
+
+    def backups_running(self) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backups_running(self.node)
+
+    def backup_cancel_pending(self, path_id: Any) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backup_cancel_pending(self.node, path_id)
+
+    def backup_abort_running(self, backup_id: Any) -> Any:
+        from bitdust.api import backup_calls
+
+        return backup_calls.backup_abort_running(self.node, backup_id)
+
+    # -- restores (service_restores) -----------------------------------------------------
+
+    def restore_single(self, pathID_or_backupID_or_localPath: Any, destinationPath: Any = None) -> Any:
+        """Starts restoring a path ID (its newest complete version), a backup ID or a
+        local path the catalog knows, into the catalog's location or ``destinationPath``;
+        answers 'downloading of version X has been started to Y/' once the job runs."""
+        from bitdust.api import restore_calls
+
+        return restore_calls.restore_single(self.node, pathID_or_backupID_or_localPath, destinationPath)
+
+    def restores_running(self) -> dict[str, Any]:
+        """The spec's fields per job, plus state, destination, blocks, progress,
+        badpieces and errors; ended jobs stay listed a while with ``done: True``."""
+        from bitdust.api import restore_calls
+
+        return restore_calls.restores_running(self.node)
+
+    def restore_abort(self, backup_id: Any) -> dict[str, Any]:
+        from bitdust.api import restore_calls
+
+        return restore_calls.restore_abort(self.node, backup_id)
 
     # -- network (service_gateway) -------------------------------------------------------
 

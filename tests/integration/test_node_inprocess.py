@@ -18,6 +18,7 @@ from twisted.internet import reactor, threads
 
 from bitdust.api.client import ApiClient, RpcError
 from bitdust.api.methods import FILEMANAGER_MODES
+from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.node import Node, StartupError
 
 SPEC_METHODS = {
@@ -86,7 +87,7 @@ def test_unbuilt_subsystem_answers_error_not_data(started_nodes: Callable[[int],
     (node,) = yield started_nodes(1)
     answer = yield call(node, "restore_single", "0/1")
     assert answer["status"] == "ERROR"
-    assert answer["errors"][0].startswith("restore_single is not available: service_restores is not running")
+    assert "0/1" in answer["errors"][0], "an unknown item is an ERROR, never made-up data"
 
 
 @pytest_twisted.inlineCallbacks
@@ -139,7 +140,7 @@ def test_services_and_automats_calls(started_nodes: Callable[[int], Any]) -> Any
     assert started == {"status": "OK", "result": "service_network was switched on"}
     unknown = yield call(node, "service_info", "teleport")
     assert unknown["status"] == "ERROR" and "unknown service" in unknown["errors"][0]
-    missing = yield call(node, "service_start", "service_backups")
+    missing = yield call(node, "service_start", "service_keys_storage")
     assert missing["status"] == "ERROR" and "not installed" in missing["errors"][0]
     machines = (yield call(node, "automats_list"))["result"]
     names = {m["name"]: m for m in machines}
@@ -212,6 +213,9 @@ def test_secret_is_required(started_nodes: Callable[[int], Any]) -> Any:
     secret_file = node.home.api_secret_file
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(node.home.key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(node.home.packet_key_file.stat().st_mode) == 0o600
+    assert node.packet_key is not None
+    assert PacketSigningKey.load(node.home.packet_key_file).fingerprint() == node.packet_key.fingerprint()
 
 
 @pytest_twisted.inlineCallbacks

@@ -23,8 +23,9 @@ V2 = "F20160315052257PM"
 @pytest.fixture
 def node(tmp_path: Path) -> Any:
     from twisted.internet import reactor
+    from twisted.internet.task import Clock
 
-    return SimpleNamespace(reactor=reactor, home=Home(tmp_path / "home"))
+    return SimpleNamespace(reactor=reactor, clock=Clock(), home=Home(tmp_path / "home"), key=None)
 
 
 @pytest.fixture
@@ -48,8 +49,8 @@ def test_backups_list_matches_the_spec_example() -> None:
                               "id": "0/0/1", "size": 38992196}
     assert by_id["0/0/1/0"] == {"path": "/Users/veselin/Documents/python", "versions": [], "type": "parent",
                                 "id": "0/0/1/0", "size": 5754439}
-    assert by_id["0/0/1/0/0"] == {"path": chm, "versions": [{"version": V1, "blocks": 1, "size": "11 MB"}],
-                                  "type": "file", "id": "0/0/1/0/0", "size": 5754439}
+    assert by_id["0/0/1/0/0"] == {"path": chm, "type": "file", "id": "0/0/1/0/0", "size": 5754439,
+                                  "versions": [{"version": V1, "blocks": 1, "size": "11 MB", "redundancy": []}]}
     assert by_id["0/0/0"]["type"] == "dir"
     assert [e["id"] for e in answer["result"]] == ["0", "0/0", "0/0/0", "0/0/1", "0/0/1/0", "0/0/1/0/0", "0/0/1/1"]
     ids = catalog_calls.backups_id_list(None, catalog)  # type: ignore[arg-type]
