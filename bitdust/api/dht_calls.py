@@ -11,7 +11,6 @@ from bitdust.api.results import error, ok
 from bitdust.dht.kad import DhtError
 from bitdust.dht.nicknames import lookup_nickname
 from bitdust.dht.records import RecordRejected, normalize_nickname
-from bitdust.services.service import ServiceUnavailable
 
 if TYPE_CHECKING:
     from bitdust.node import Node
@@ -22,12 +21,7 @@ def dht_service(node: Node, method: str) -> DhtService:
     """The running service_dht; ServiceUnavailable (an ERROR answer) otherwise."""
     from bitdust.services.dht import DhtService
 
-    if not node.services.installed("service_dht") or not node.services.is_on("service_dht"):
-        raise ServiceUnavailable(f"{method} is not available: service_dht is not running")
-    service = node.services.instance("service_dht")
-    if not isinstance(service, DhtService) or service.dht is None:
-        raise ServiceUnavailable(f"{method} is not available: service_dht is not running")
-    return service
+    return node.services.running("service_dht", DhtService, method, lambda s: s.dht is not None)
 
 
 @inlineCallbacks

@@ -99,7 +99,4 @@ class BackupsService(Service):
 
 
 def running_backups(node: Node, what: str) -> BackupsService:
-    service = node.services.instance("service_backups") if node.services.installed("service_backups") else None
-    if not isinstance(service, BackupsService) or service.jobs is None or not node.services.is_on("service_backups"):
-        raise ServiceUnavailable(f"{what} is not available: service_backups is not running")
-    return service
+    return node.services.running("service_backups", BackupsService, what, lambda s: s.jobs is not None)

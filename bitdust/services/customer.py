@@ -252,9 +252,4 @@ class CustomerService(Service):
 
 def running_customer(node: Node, what: str) -> CustomerService:
     """The running service_customer; ServiceUnavailable (an ERROR answer) otherwise."""
-    if not node.services.installed("service_customer") or not node.services.is_on("service_customer"):
-        raise ServiceUnavailable(f"{what} is not available: service_customer is not running")
-    service = node.services.instance("service_customer")
-    if not isinstance(service, CustomerService) or service.suppliers is None:
-        raise ServiceUnavailable(f"{what} is not available: service_customer is not running")
-    return service
+    return node.services.running("service_customer", CustomerService, what, lambda s: s.suppliers is not None)

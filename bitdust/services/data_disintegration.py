@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.internet.threads import deferToThreadPool
 
-from bitdust.services.service import Service, ServiceUnavailable
+from bitdust.services.service import Service
 
 if TYPE_CHECKING:
     from bitdust.node import Node
@@ -71,9 +71,7 @@ class DataDisintegrationService(Service):
 
 
 def running_worker(node: Node, what: str) -> EccWorker:
-    service = node.services.instance("service_data_disintegration") \
-        if node.services.installed("service_data_disintegration") else None
-    if not isinstance(service, DataDisintegrationService) or service.worker is None \
-            or not node.services.is_on("service_data_disintegration"):
-        raise ServiceUnavailable(f"{what} is not available: service_data_disintegration is not running")
+    service = node.services.running("service_data_disintegration", DataDisintegrationService, what,
+                                    lambda s: s.worker is not None)
+    assert service.worker is not None
     return service.worker

@@ -88,9 +88,6 @@ class DataMotionService(Service):
 
 
 def running_motion(node: Node, what: str) -> DataMotion:
-    service = node.services.instance("service_data_motion") if node.services.installed("service_data_motion") \
-        else None
-    if not isinstance(service, DataMotionService) or service.motion is None \
-            or not node.services.is_on("service_data_motion"):
-        raise ServiceUnavailable(f"{what} is not available: service_data_motion is not running")
+    service = node.services.running("service_data_motion", DataMotionService, what, lambda s: s.motion is not None)
+    assert service.motion is not None
     return service.motion

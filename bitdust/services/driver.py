@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
-from bitdust.services.service import SERVICE_TABLE, Service, ServiceError, ServiceSpec, normalize_name
+from bitdust.services.service import (
+    SERVICE_TABLE,
+    Service,
+    ServiceError,
+    ServiceSpec,
+    ServiceUnavailable,
+    normalize_name,
+)
 
 if TYPE_CHECKING:
     from bitdust.node import Node
@@ -31,6 +38,7 @@ DEPENDS_OFF = "DEPENDS_OFF"
 NOT_INSTALLED = "NOT_INSTALLED"
 
 ServiceFactory = Callable[["Node"], Service]
+S = TypeVar("S", bound=Service)
 
 
 def dependency_order(specs: Iterable[ServiceSpec]) -> list[ServiceSpec]:
@@ -100,6 +108,16 @@ class ServiceDriver:
         if service not in self._instances:
             raise ServiceError(f"{service} is not installed in this build")
         return self._instances[service]
+
+    def running(self, name: str, kind: type[S], what: str, ready: Callable[[S], object] | None = None) -> S:
+        """The ON instance of ``name`` (of class ``kind``, and ``ready`` if given), or
+        ServiceUnavailable with the API's standard words: '<what> is not available:
+        <service> is not running'."""
+        service = self.resolve(name)
+        instance = self._instances.get(service)
+        if self._states[service] != ON or not isinstance(instance, kind) or (ready is not None and not ready(instance)):
+            raise ServiceUnavailable(f"{what} is not available: {service} is not running")
+        return instance
 
     def enabled(self, name: str) -> bool:
         return bool(self._node.config.get(self._specs[self.resolve(name)].config_path))

@@ -78,9 +78,4 @@ class EmployerService(Service):
 
 
 def running_employer(node: Node, what: str) -> EmployerService:
-    if not node.services.installed("service_employer") or not node.services.is_on("service_employer"):
-        raise ServiceUnavailable(f"{what} is not available: service_employer is not running")
-    service = node.services.instance("service_employer")
-    if not isinstance(service, EmployerService) or service.fire_hire is None:
-        raise ServiceUnavailable(f"{what} is not available: service_employer is not running")
-    return service
+    return node.services.running("service_employer", EmployerService, what, lambda s: s.fire_hire is not None)

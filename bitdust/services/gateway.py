@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, succeed
 
-from bitdust.services.service import Service, ServiceUnavailable
+from bitdust.services.service import Service
 from bitdust.transport.gateway import Gateway, max_packet_size
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ class GatewayService(Service):
 
 def running_gateway(node: Node, what: str = "this call") -> Gateway:
     """The node's gateway; ServiceUnavailable (the API's ERROR answer) when it is off."""
-    service = node.services.instance("service_gateway") if node.services.installed("service_gateway") else None
-    if not isinstance(service, GatewayService) or service.gateway is None \
-            or not node.services.is_on("service_gateway"):
-        raise ServiceUnavailable(f"{what} is not available: service_gateway is not running")
+    service = node.services.running("service_gateway", GatewayService, what, lambda s: s.gateway is not None)
+    assert service.gateway is not None
     return service.gateway

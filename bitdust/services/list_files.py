@@ -117,9 +117,4 @@ class ListFilesService(Service):
 
 
 def running_list_files(node: Node, what: str) -> ListFilesService:
-    service = node.services.instance("service_list_files") if node.services.installed("service_list_files") \
-        else None
-    if not isinstance(service, ListFilesService) or service.orator is None \
-            or not node.services.is_on("service_list_files"):
-        raise ServiceUnavailable(f"{what} is not available: service_list_files is not running")
-    return service
+    return node.services.running("service_list_files", ListFilesService, what, lambda s: s.orator is not None)

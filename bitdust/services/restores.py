@@ -89,7 +89,4 @@ class RestoresService(Service):
 
 
 def running_restores(node: Node, what: str) -> RestoresService:
-    service = node.services.instance("service_restores") if node.services.installed("service_restores") else None
-    if not isinstance(service, RestoresService) or service.jobs is None or not node.services.is_on("service_restores"):
-        raise ServiceUnavailable(f"{what} is not available: service_restores is not running")
-    return service
+    return node.services.running("service_restores", RestoresService, what, lambda s: s.jobs is not None)

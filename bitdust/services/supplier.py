@@ -132,9 +132,4 @@ class SupplierService(Service):
 
 def running_supplier(node: Node, what: str) -> SupplierService:
     """The running service_supplier; ServiceUnavailable (the API's ERROR) otherwise."""
-    installed = node.services.installed("service_supplier")
-    service = node.services.instance("service_supplier") if installed else None
-    if not isinstance(service, SupplierService) or service.store is None \
-            or not node.services.is_on("service_supplier"):
-        raise ServiceUnavailable(f"{what} is not available: service_supplier is not running")
-    return service
+    return node.services.running("service_supplier", SupplierService, what, lambda s: s.store is not None)
