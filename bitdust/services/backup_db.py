@@ -29,6 +29,7 @@ from bitdust.storage.catalog.tree import Catalog
 
 if TYPE_CHECKING:
     from bitdust.node import Node
+    from bitdust.storage.backups.recovery import CatalogRecovery
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class BackupDbService(Service):
         self.store = CatalogStore(node.home.catalog)
         self._catalog: Catalog | None = None
         self.copier: CatalogCopier | None = None
+        self.recovery: CatalogRecovery | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -70,10 +72,16 @@ class BackupDbService(Service):
                                     lambda: running_list_files(node, self.name),
                                     lambda: running_customer(node, self.name).running_list().size)
         self.copier.start()
+        from bitdust.storage.backups.recovery import start_if_requested
+
+        self.recovery = start_if_requested(node, self)  # after ``bitdust identity restore``
 
     def stop(self) -> Deferred[None]:
         """Saves on the reactor thread, not in a worker: a save still running in a thread
         could finish after a later one and put an older catalog back in place."""
+        recovery, self.recovery = self.recovery, None
+        if recovery is not None:
+            recovery.stop()
         copier, self.copier = self.copier, None
         if copier is not None:
             copier.stop()
@@ -94,8 +102,4 @@ class BackupDbService(Service):
 
 
 def running_backup_db(node: Node, what: str) -> BackupDbService:
-    service = node.services.instance("service_backup_db") if node.services.installed("service_backup_db") \
-        else None
-    if not isinstance(service, BackupDbService) or not service.loaded or not node.services.is_on("service_backup_db"):
-        raise ServiceUnavailable(f"{what} is not available: service_backup_db is not running")
-    return service
+    return node.services.running("service_backup_db", BackupDbService, what, lambda s: s.loaded)

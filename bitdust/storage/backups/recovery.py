@@ -8,6 +8,11 @@ whole catalog copy), fetches the newest copy that opens with our key
 (:func:`~bitdust.storage.backups.catalog_sync.fetch_catalog_copy`) and puts it in place.
 Then the marker goes, and every version of the catalog can be restored.
 
+A restored node listens on new ports, but its suppliers still have the old identity
+document cached and would answer to the old contacts. So every :data:`NUDGE_SECONDS`
+while a supplier of the list is not connected, our Identity packet is sent to it
+(:func:`~bitdust.p2p.ping.ping`), then the customer asks every supplier again.
+
 The catalog copier is paused meanwhile: the fresh, empty (or newly filled) catalog must
 not be uploaded over the real copies before they were read. A catalog that got items
 before the copy could be read (a backup started at once) is never overwritten: the
@@ -39,6 +44,7 @@ MARKER = "recover-from-suppliers"
 TICK_SECONDS = 2.0
 WAIT_ALL_SECONDS = 60.0
 GIVE_UP_SECONDS = 3600.0
+NUDGE_SECONDS = 10.0
 
 
 def marker_path(node: Node) -> Path:
@@ -46,11 +52,15 @@ def marker_path(node: Node) -> Path:
 
 
 class CatalogRecovery:
-    def __init__(self, node: Node, service: BackupDbService, connected: Callable[[], tuple[int, int]]) -> None:
-        """``connected()`` -> (connected suppliers, hired suppliers) of the customer."""
+    def __init__(self, node: Node, service: BackupDbService, connected: Callable[[], tuple[int, int]],
+                 nudge: Callable[[], None]) -> None:
+        """``connected()`` -> (connected suppliers, hired suppliers) of the customer;
+        ``nudge()`` tells the suppliers not connected yet who we are now."""
         self.node = node
         self.service = service
         self.connected = connected
+        self.nudge = nudge
+        self.last_nudge = -NUDGE_SECONDS
         self.elapsed = 0.0
         self.busy = False
         self.state = "WAITING"
@@ -90,6 +100,9 @@ class CatalogRecovery:
             return
         try:
             connected, hired = self.connected()
+            if connected < hired and self.elapsed - self.last_nudge >= NUDGE_SECONDS:
+                self.last_nudge = self.elapsed
+                self.nudge()
         except ServiceUnavailable:
             return
         if connected == 0 or (connected < hired and self.elapsed < WAIT_ALL_SECONDS):
@@ -134,6 +147,18 @@ def start_if_requested(node: Node, service: BackupDbService) -> CatalogRecovery 
         hired = [p for p in positions if p.idurl]
         return sum(1 for p in hired if p.state == CONNECTED), len(hired)
 
-    recovery = CatalogRecovery(node, service, connected)
+    def nudge() -> None:
+        from bitdust.p2p.ping import ping
+        from bitdust.services.gateway import running_gateway
+
+        customer = running_customer(node, "catalog recovery")
+        gateway = running_gateway(node, "catalog recovery")
+        for view in customer.positions():
+            if view.idurl and view.state != CONNECTED:
+                ping(node, gateway, view.idurl, NUDGE_SECONDS).addCallbacks(
+                    lambda _ack: customer.ping_all(),
+                    lambda failure: log.info("catalog recovery: ping: %s", failure.getErrorMessage()))
+
+    recovery = CatalogRecovery(node, service, connected, nudge)
     recovery.start()
     return recovery
