@@ -208,9 +208,23 @@ def cmd_api(home: Home, args: argparse.Namespace) -> int:
 
 
 def cmd_show(home: Home, _args: argparse.Namespace) -> int:
-    result, code = call_api(home, "show", [], {})
-    _print_json(result)
-    return code
+    """The daemon makes the one-time link; this process opens it, since the browser
+    belongs to the user's session, which the CLI has and a detached daemon may not.
+    Without a browser (no display, or webbrowser fails) the link is printed instead."""
+    from bitdust.api.gui_access import TOKEN_SECONDS
+    from bitdust.api.gui_launch import open_in_browser
+
+    result, code = call_api(home, "show", [], {"open_browser": False})
+    if code != EXIT_OK or not isinstance(result, dict) or not result.get("url"):
+        _print_json(result)
+        return code if code != EXIT_OK else EXIT_ERROR
+    url = str(result["url"])
+    if open_in_browser(url):
+        print(f"the GUI was opened in your browser ({url.partition('?')[0]})")
+    else:
+        print(f"no browser here; open this link on this machine within {TOKEN_SECONDS / 60:g} minutes "
+              f"(it works once):\n{url}")
+    return EXIT_OK
 
 
 def cmd_config(home: Home, args: argparse.Namespace) -> int:
@@ -283,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bitdust.localnet import add_parser as add_localnet_parser
 
     add_localnet_parser(sub)
+    from bitdust.cli_backup import add_parser as add_backup_parsers
+
+    add_backup_parsers(sub)
     return parser
 
 

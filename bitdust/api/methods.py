@@ -8,7 +8,6 @@ becomes an ERROR answer in the server. Calls whose subsystem is not built yet co
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from bitdust.util.fs import folder_size
 from bitdust.util.units import format_size, percent
 
 if TYPE_CHECKING:
+    from bitdust.api.gui_access import GuiAccess
     from bitdust.automats.network_connector import NetworkConnector
     from bitdust.node import Node
 
@@ -55,8 +55,9 @@ _IMPLEMENTED = (
 
 
 class ApiMethods:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, access: GuiAccess | None = None) -> None:
         self.node = node
+        self._access = access
         self._table: dict[str, Callable[..., Any]] = {name: getattr(self, name) for name in _IMPLEMENTED}
         self._signatures: dict[str, inspect.Signature] = {}
         for name, params, service in UNBUILT:
@@ -83,8 +84,12 @@ class ApiMethods:
         return ok("stopped")
 
     def restart(self, showgui: bool = False) -> dict[str, Any]:
+        """``showgui``: the next daemon opens the GUI once it listens (a flag file in
+        ``<home>/metadata`` tells it, since nothing else survives the restart)."""
         if showgui:
-            return error("restart(showgui=True) is not available: the browser GUI is not built yet")
+            from bitdust.api.gui_launch import flag_path
+
+            flag_path(self.node.home.metadata).touch()
         self.node.reactor.callLater(EXIT_DELAY, self.node.request_exit, True)
         return ok("restarted")
 
@@ -93,8 +98,18 @@ class ApiMethods:
         connector.event("reconnect")
         return ok(f"reconnect event has been sent to network_connector, now {connector.state}")
 
-    def show(self) -> dict[str, Any]:
-        return error("show is not available: the browser GUI is not built yet")
+    def show(self, open_browser: bool = True) -> Deferred[dict[str, Any]]:
+        """Opens the GUI at a one-time link (see :mod:`bitdust.api.gui_access`); the answer
+        adds ``url`` and ``opened`` to the spec's. ``open_browser=False`` only makes the
+        link (for a caller that opens it itself)."""
+        from bitdust.api.gui_launch import show
+
+        return show(self.node, self._access, bool(open_browser))
+
+    def show_after_restart(self) -> None:
+        from bitdust.api.gui_launch import show_if_flagged
+
+        show_if_flagged(self.node, self._access)
 
     def _network_connector(self) -> NetworkConnector:
         from bitdust.services.network import NetworkService
@@ -500,23 +515,14 @@ class ApiMethods:
 
     # -- GUI gate ---------------------------------------------------------------------
 
-    def filemanager(self, json_request: Any) -> dict[str, Any]:
-        request = json_request
-        if isinstance(request, str):
-            try:
-                request = json.loads(request)
-            except ValueError as exc:
-                raise ApiError(f"filemanager: json_request is not JSON: {exc}") from None
-        params = request.get("params") if isinstance(request, dict) else None
-        mode = params.get("mode") if isinstance(params, dict) else None
-        if not isinstance(mode, str):
-            raise ApiError('filemanager: expected {"params": {"mode": ...}}')
-        if mode not in FILEMANAGER_MODES:
-            raise ApiError(f"filemanager: unknown mode {mode!r}; modes are {', '.join(FILEMANAGER_MODES)}")
-        return error(f"filemanager mode {mode!r} is not available: the GUI gate is not built yet")
+    def filemanager(self, json_request: Any) -> Any:
+        """The GUI's gate; modes and their answers are in :mod:`bitdust.api.filemanager`."""
+        from bitdust.api import filemanager
 
-    def _filemanager_alias(self, mode: str) -> Callable[..., dict[str, Any]]:
-        def alias(**params: Any) -> dict[str, Any]:
+        return filemanager.dispatch(self.node, json_request)
+
+    def _filemanager_alias(self, mode: str) -> Callable[..., Any]:
+        def alias(**params: Any) -> Any:
             return self.filemanager({"params": {**params, "mode": mode}})
 
         alias.__name__ = "filemanager_" + mode

@@ -3,8 +3,9 @@
 Built on txjsonrpc-ng's resource, with what a daemon holding someone's keys needs in
 front of it:
 
-- every request must carry ``Authorization: Bearer <secret>`` (``<home>/metadata/apisecret``);
-  without it the answer is HTTP 401 and nothing runs;
+- every request must carry ``Authorization: Bearer <secret>`` (``<home>/metadata/apisecret``),
+  or come from the GUI page with its session cookie and CSRF header (see
+  :mod:`bitdust.api.gui_access`); without either the answer is HTTP 401 and nothing runs;
 - only POST; no JSONP, no CORS headers, so another web origin cannot call it;
 - bodies over 1 MiB are refused (413) before parsing;
 - JSON-RPC errors use the standard codes: -32700 parse error, -32600 invalid request,
@@ -27,6 +28,8 @@ from twisted.web import http, resource, server
 from txjsonrpc_ng import jsonrpclib
 from txjsonrpc_ng.web.jsonrpc import JSONRPC
 
+from bitdust.api.gui_access import CSRF_HEADER, GuiAccess
+from bitdust.api.gui_web import GuiResource
 from bitdust.api.methods import ApiMethods
 from bitdust.api.results import error_from_exception
 
@@ -63,10 +66,11 @@ def _envelope_problem(parsed: Any) -> tuple[int, str] | None:
 class JsonRpcResource(JSONRPC):
     """Dispatches to :class:`ApiMethods`; checks the secret, the verb and the body first."""
 
-    def __init__(self, methods: ApiMethods, secret: str) -> None:
+    def __init__(self, methods: ApiMethods, secret: str, access: GuiAccess | None = None) -> None:
         super().__init__()
         self._methods = methods
         self._secret = secret.encode("ascii")
+        self._access = access
 
     def render(self, request: server.Request) -> Any:
         if not self._authorized(request):
@@ -107,7 +111,12 @@ class JsonRpcResource(JSONRPC):
     def _authorized(self, request: server.Request) -> bool:
         header = request.getHeader(b"authorization") or b""
         scheme, _, token = header.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._secret)
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._secret):
+            return True
+        access = self._access
+        return access is not None and access.allows_call(
+            request.getCookie(access.cookie_name), request.getHeader(CSRF_HEADER),
+            request.getHeader(b"origin"), request.getHeader(b"host"))
 
     def _getFunction(self, functionPath: str) -> Callable[..., Any]:
         method = self._methods.lookup(functionPath)
@@ -131,15 +140,18 @@ class JsonRpcResource(JSONRPC):
 
 
 class ApiRoot(resource.Resource):
-    """``/`` and ``/json`` answer JSON-RPC; other parts (the GUI) are added as children."""
+    """``/`` and ``/json`` answer JSON-RPC; ``/gui/`` is the browser GUI."""
 
-    def __init__(self, rpc: JsonRpcResource) -> None:
+    def __init__(self, rpc: JsonRpcResource, gui: GuiResource | None = None) -> None:
         super().__init__()
         self._rpc = rpc
+        self._gui = gui
 
     def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
         if path in (b"", b"json"):
             return self._rpc
+        if path == b"gui" and self._gui is not None:
+            return self._gui
         return resource.NoResource()
 
     def render(self, request: server.Request) -> Any:
@@ -171,17 +183,20 @@ class QuietSite(server.Site):
 class ApiServer:
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.methods = ApiMethods(node)
+        self.access = GuiAccess(lambda: self.port)
+        self.methods = ApiMethods(node, self.access)
         secret = node.home.api_secret(create=True)
         assert secret is not None
-        self.site = QuietSite(ApiRoot(JsonRpcResource(self.methods, secret)))
+        rpc = JsonRpcResource(self.methods, secret, self.access)
+        self.site = QuietSite(ApiRoot(rpc, GuiResource(self.access)))
         self._listening: IListeningPort | None = None
 
     def start(self) -> Deferred[None]:
         host = self.node.config.get("interface/api/host")
         port = self.node.config.get("interface/api/json-rpc-port")
         self._listening = self.node.reactor.listenTCP(port, self.site, interface=host)
-        log.info("JSON-RPC API on http://%s:%d/", host, self.port)
+        log.info("JSON-RPC API on http://%s:%d/, GUI on http://%s:%d/gui/", host, self.port, host, self.port)
+        self.methods.show_after_restart()
         return succeed(None)
 
     @property
