@@ -19,7 +19,6 @@ Target (issue 3): signed-packet throughput at least 50% of the raw socket.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import sys
@@ -28,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import asyncioreactor
+from bitdust.daemon import install_asyncio_reactor
 
-asyncioreactor.install(asyncio.new_event_loop())
+install_asyncio_reactor()  # the daemon's own loop (uvloop), so the figures are the daemon's
 
 from twisted.internet import reactor, task  # noqa: E402
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks  # noqa: E402
