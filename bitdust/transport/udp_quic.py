@@ -150,9 +150,32 @@ class PacketQuicProtocol(QuicConnectionProtocol):
         return done
 
     def transmit(self) -> None:
+        """aioquic transmits from its timer and from ``call_soon`` callbacks that outlive
+        the socket: a dialled connection's own socket is closed when it terminates, the
+        server's shared one when the transport stops. A closed unconnected datagram
+        transport does not ignore ``sendto`` (asyncio crashes inside its own error path
+        with AttributeError), so a connection whose socket is gone is dropped here, its
+        timer with it, instead of sending."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self._stop_timer()
+            self._terminated("the socket is closed")
+            return
         super().transmit()
         if self._outgoing:
             self._check_delivered()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        self._terminated(f"the socket is closed: {exc}" if exc else "the socket is closed")
+
+    def _stop_timer(self) -> None:
+        timer, self._timer, self._timer_at = self._timer, None, None
+        if timer is not None:
+            timer.cancel()
+        pending, self._transmit_task = self._transmit_task, None
+        if pending is not None:
+            pending.cancel()
 
     def _check_delivered(self) -> None:
         streams = self._quic._streams  # private, but the only place delivery shows
@@ -178,6 +201,7 @@ class PacketQuicProtocol(QuicConnectionProtocol):
         self._incoming.clear()
         self.owner.removed(self)
         if self.direction == "out" and self._transport is not None:
+            self._stop_timer()  # nothing more is sent on a socket about to close
             self._transport.close()  # our own socket; the server's one is shared
 
     # -- views -----------------------------------------------------------------------
