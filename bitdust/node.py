@@ -25,6 +25,7 @@ from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.home import Home
 from bitdust.identity.cache import IdentityCache
 from bitdust.identity.document import Identity
+from bitdust.p2p.relations import RelationshipPeers
 from bitdust.services import built_services
 from bitdust.services.driver import ServiceDriver, ServiceFactory
 
@@ -53,11 +54,38 @@ class Node:
         self.key: PrivateKey | None = None
         self.packet_key: PacketSigningKey | None = None
         self.identity_cache = IdentityCache(self.home.root / "identitycache", self.reactor, self.clock)
-        self.my_identity: Identity | None = None
+        self._my_identity: Identity | None = None
+        self._identity_listeners: list[Callable[[Identity | None], None]] = []
+        self.relationships = RelationshipPeers()
         self.initializer = Initializer(self)
         self.shutdowner = Shutdowner(self)
         self.shutdowner.event("init")
         self.exit_handler: Callable[[bool], None] = self._stop_in_process
+
+    # -- my identity ------------------------------------------------------------
+
+    @property
+    def my_identity(self) -> Identity | None:
+        return self._my_identity
+
+    @my_identity.setter
+    def my_identity(self, identity: Identity | None) -> None:
+        """Listeners hear of every new document: an identity made after start must
+        let fire_hire hire at once, new contacts must reach our peers at once."""
+        old, self._my_identity = self._my_identity, identity
+        if identity is old or (identity is not None and old is not None and identity == old):
+            return
+        for listener in list(self._identity_listeners):
+            try:
+                listener(identity)
+            except Exception:
+                log.exception("an identity listener failed")
+
+    def add_identity_listener(self, listener: Callable[[Identity | None], None]) -> None:
+        self._identity_listeners.append(listener)
+
+    def remove_identity_listener(self, listener: Callable[[Identity | None], None]) -> None:
+        self._identity_listeners = [fn for fn in self._identity_listeners if fn is not listener]
 
     # -- lifecycle --------------------------------------------------------------
 

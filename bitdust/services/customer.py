@@ -85,8 +85,11 @@ class CustomerService(Service):
         self._recheck = LoopingCall(self._recheck_all)
         self._recheck.clock = self.node.clock
         self._recheck.start(float(config.get("services/customer/recheck-seconds")), now=True)
+        # Our suppliers must learn our new contacts after a restart on other ports.
+        self.node.relationships.add_source(self.name, self._supplier_idurls)
 
     def stop(self) -> Deferred[None]:
+        self.node.relationships.remove_source(self.name)
         self.node.config.unlisten(self._config_listener)
         if self._recheck is not None and self._recheck.running:
             self._recheck.stop()
@@ -185,6 +188,9 @@ class CustomerService(Service):
         self._changed()
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _supplier_idurls(self) -> list[str]:
+        return [idurl for idurl in self.suppliers.idurls() if idurl] if self.suppliers is not None else []
 
     def _new_connector(self, idurl: str, position: int) -> SupplierConnector:
         if self.link is None:

@@ -42,6 +42,7 @@ class P2PHookupsService(Service):
         # Bound once, so remove_* gets the very object add_* got.
         self._identity_handler = self._on_identity
         self._network_listener = self._on_network_state
+        self._change_listener = self._on_identity_or_peers_change
 
     def start(self) -> Deferred[None]:
         return maybeDeferred(self._start)
@@ -50,7 +51,9 @@ class P2PHookupsService(Service):
         self._gateway = running_gateway(self.node, self.name)
         self.inbox = Inbox(self.node.clock)
         self.connector = P2PConnector(self.node.clock, self.node.automats, lambda: self.node.my_identity,
-                                      self._running_gateway, self._network_problem)
+                                      self._running_gateway, self._network_problem, self.node.relationships.peers)
+        self.node.add_identity_listener(self._change_listener)
+        self.node.relationships.add_listener(self._change_listener)
         self._gateway.add_handler(Command.Identity, self._identity_handler)
         network = self._network_connector()
         if network is not None:
@@ -58,6 +61,8 @@ class P2PHookupsService(Service):
         self.connector.event("init")
 
     def stop(self) -> Deferred[None]:
+        self.node.remove_identity_listener(self._change_listener)
+        self.node.relationships.remove_listener(self._change_listener)
         network = self._network_connector()
         if network is not None:
             network.remove_state_listener(self._network_listener)
@@ -113,6 +118,11 @@ class P2PHookupsService(Service):
 
     def _on_identity(self, packet: Packet) -> None:
         self.touch(packet.creator_id)
+
+    def _on_identity_or_peers_change(self, *_args: Any) -> None:
+        """New contacts or a new supplier/customer: tell them now, not at the 30 s check."""
+        if self.connector is not None:
+            self.connector.event("changed")
 
     def _network_connector(self) -> Any:
         from bitdust.services.network import NetworkService

@@ -67,10 +67,13 @@ class SupplierService(Service):
         handlers.register()
         announcer.start()
         self.node.config.listen(DONATED_SPACE, self._donation_listener)
+        # Our customers must learn our new contacts after a restart on other ports.
+        self.node.relationships.add_source(self.name, self._customer_idurls)
         log.info("supplier: %d customer(s), %d bytes held", len(store.customers()), store.used())
 
     @inlineCallbacks
     def stop(self) -> Any:
+        self.node.relationships.remove_source(self.name)
         self.node.config.unlisten(self._donation_listener)
         if self._handlers is not None:
             self._handlers.unregister()
@@ -116,6 +119,9 @@ class SupplierService(Service):
         return self.presence.ping_all(self._gateway, me, [c.idurl for c in store.customers()], timeout)
 
     # -- internals ----------------------------------------------------------------------
+
+    def _customer_idurls(self) -> list[str]:
+        return [contract.idurl for contract in self.store.customers()] if self.store is not None else []
 
     def _send_notice(self, gateway: Gateway, idurl: str, code: str, reason: str) -> None:
         payload = market.Failure(code, reason).encode()

@@ -9,6 +9,7 @@ short through the config (recheck 1 s, request timeout 1 s, offline limit 2 s).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from bitdust.services.customer import CustomerService
 from bitdust.services.employer import EmployerService
 from bitdust.services.nodes_lookup import NodesLookupService
 from bitdust.services.supplier import SupplierService
-from tests.integration.grid import make_grid, service, wait_until
+from tests.integration.grid import free_port, make_grid, service, wait_until
 
 COUNT = 6
 CUSTOMER = 1
@@ -227,3 +228,26 @@ def test_restarted_customer_keeps_its_suppliers_and_positions(grid: list[Node]) 
     for position, who in enumerate(before):
         contracts = api(by_idurl(grid, who), "customers_list")["result"]
         assert [(c["idurl"], c["position"]) for c in contracts] == [(idurl(again), position)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_customer_restarted_on_new_ports_is_answered_there_at_once(grid: list[Node]) -> Any:
+    """The suppliers keep our identity cached; only our Identity packet (sent by the
+    p2p_connector to every supplier) makes them answer to the new ports."""
+    customer = grid[CUSTOMER]
+    before = hired(customer)
+    old_contacts = customer.my_identity.contacts if customer.my_identity is not None else None
+    yield customer.stop()
+    config = Config(customer.home.config)
+    config.set("services/tcp-connections/tcp-port", free_port())
+    config.set("services/udp-transport/udp-port", free_port(socket.SOCK_DGRAM))
+    again = Node(customer.home.root, reactor=reactor)
+    grid[CUSTOMER] = again
+    yield again.start()
+    assert again.my_identity is not None and again.my_identity.contacts != old_contacts
+    # Well under any cache expiry or 30 s re-check: the suppliers learn it from the packet.
+    yield wait_until(reactor, lambda: all_online(again), 10.0, "suppliers answer on the new ports")
+    assert hired(again) == before
+    for who in before:
+        cached = by_idurl(grid, who).identity_cache.get_cached(idurl(again))
+        assert cached is not None and cached.contacts == again.my_identity.contacts

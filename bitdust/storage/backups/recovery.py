@@ -9,9 +9,11 @@ whole catalog copy), fetches the newest copy that opens with our key
 Then the marker goes, and every version of the catalog can be restored.
 
 A restored node listens on new ports, but its suppliers still have the old identity
-document cached and would answer to the old contacts. So every :data:`NUDGE_SECONDS`
-while a supplier of the list is not connected, our Identity packet is sent to it
-(:func:`~bitdust.p2p.ping.ping`), then the customer asks every supplier again.
+document cached and would answer to the old contacts. The p2p_connector sends our new
+Identity packet to every supplier (``node.relationships``) at start, and again to those
+that did not Ack it; what is left here is to ask the suppliers not connected yet again
+every :data:`NUDGE_SECONDS` (the customer's own re-check may be minutes away), so the
+first request after they learnt the new contacts comes soon.
 
 The catalog copier is paused meanwhile: the fresh, empty (or newly filled) catalog must
 not be uploaded over the real copies before they were read. A catalog that got items
@@ -55,7 +57,7 @@ class CatalogRecovery:
     def __init__(self, node: Node, service: BackupDbService, connected: Callable[[], tuple[int, int]],
                  nudge: Callable[[], None]) -> None:
         """``connected()`` -> (connected suppliers, hired suppliers) of the customer;
-        ``nudge()`` tells the suppliers not connected yet who we are now."""
+        ``nudge()`` asks the suppliers not connected yet again."""
         self.node = node
         self.service = service
         self.connected = connected
@@ -148,16 +150,11 @@ def start_if_requested(node: Node, service: BackupDbService) -> CatalogRecovery 
         return sum(1 for p in hired if p.state == CONNECTED), len(hired)
 
     def nudge() -> None:
-        from bitdust.p2p.ping import ping
-        from bitdust.services.gateway import running_gateway
-
         customer = running_customer(node, "catalog recovery")
-        gateway = running_gateway(node, "catalog recovery")
         for view in customer.positions():
-            if view.idurl and view.state != CONNECTED:
-                ping(node, gateway, view.idurl, NUDGE_SECONDS).addCallbacks(
-                    lambda _ack: customer.ping_all(),
-                    lambda failure: log.info("catalog recovery: ping: %s", failure.getErrorMessage()))
+            connector = customer.connectors.get(view.position)
+            if view.idurl and view.state != CONNECTED and connector is not None:
+                connector.event("connect")
 
     recovery = CatalogRecovery(node, service, connected, nudge)
     recovery.start()
