@@ -51,25 +51,18 @@ def online_suppliers(home: Path | str) -> list[str]:
 def hire_suppliers(home: Path | str, count: int, timeout: float = HIRE_TIMEOUT) -> list[str]:
     """Make the customer of ``home`` hire ``count`` suppliers now and wait until all are online.
 
-    fire_hire decides on its own every 60 s and on each round of the customer's
-    recheck; a node that got its identity after start would wait up to a minute. A
-    short ``recheck-seconds`` while hiring makes it decide within a second; the
-    option is put back afterwards (rechecks ping every supplier).
+    fire_hire acts at once on the new ``suppliers-number`` (and on a new identity), and
+    retries after a few seconds while the DHT does not list enough available nodes yet,
+    so no timer needs shortening here.
     """
-    config = ApiClient.from_home(home).call("config_get", "services/customer/recheck-seconds")
-    previous = str(config["result"][0]["value"]) if isinstance(config, dict) and config.get("result") else "600"
     api(home, "config_set", "services/customer/suppliers-number", str(count))
-    api(home, "config_set", "services/customer/recheck-seconds", "1")
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hired = online_suppliers(home)
-            if len(hired) == count:
-                return hired
-            time.sleep(POLL)
-        raise NetJobError(f"only {len(online_suppliers(home))} of {count} suppliers online after {timeout:.0f} s")
-    finally:
-        api(home, "config_set", "services/customer/recheck-seconds", previous)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hired = online_suppliers(home)
+        if len(hired) == count:
+            return hired
+        time.sleep(POLL)
+    raise NetJobError(f"only {len(online_suppliers(home))} of {count} suppliers online after {timeout:.0f} s")
 
 
 def wait_offline(home: Path | str, idurls: list[str], timeout: float = 60.0) -> int:

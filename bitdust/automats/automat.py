@@ -158,12 +158,17 @@ class Automat:
 
     # -- timers --------------------------------------------------------------
 
+    def timer_seconds(self, name: str) -> float:
+        """The delay of timer ``name`` each time it is armed; a machine that backs off
+        (fire_hire's retries) overrides it, the table still names the timer."""
+        return self.timers[name].seconds
+
     def _update_timers(self) -> None:
         for name, timer in self.timers.items():
             wanted = self.state in timer.states
             running = name in self._active_timers
             if wanted and not running:
-                self._arm(name, timer.seconds)
+                self._arm(name, self.timer_seconds(name))
             elif running and not wanted:
                 self._active_timers.pop(name).cancel()
 
@@ -172,7 +177,7 @@ class Automat:
             self._active_timers.pop(name, None)
             # Re-arm first: the event may move the machine out of the timer's states.
             if self.state in self.timers[name].states:
-                self._arm(name, seconds)
+                self._arm(name, self.timer_seconds(name))
             self.event(name)
 
         self._active_timers[name] = self.clock.callLater(seconds, fire)

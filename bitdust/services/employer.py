@@ -2,7 +2,9 @@
 
 fire_hire hires until every position has a CONNECTED supplier and replaces bad ones,
 one at a time and never beyond what the erasure coding can lose (the rule is written
-at the top of :mod:`bitdust.storage.customer.fire_hire`).
+at the top of :mod:`bitdust.storage.customer.fire_hire`). It is woken when this node's
+identity appears or changes: a node started before ``bitdust identity create`` can ask
+nobody until then, and must not wait for the next timer to start hiring.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ class EmployerService(Service):
         self.fire_hire = FireHire(self.node.clock, self.node.automats, customer, self.finder, customer.refusals,
                                   lambda: float(config.get("services/employer/critically-offline-seconds")))
         customer.add_change_listener(self._change_listener)
+        self.node.add_identity_listener(self._change_listener)
         self.fire_hire.event("init")
 
     def stop(self) -> Deferred[None]:
+        self.node.remove_identity_listener(self._change_listener)
         if self._customer is not None:
             self._customer.remove_change_listener(self._change_listener)
         self._customer = None
@@ -62,7 +66,7 @@ class EmployerService(Service):
             raise ServiceUnavailable(f"{what} is not available: service_employer is not running")
         return self.fire_hire
 
-    def _on_change(self) -> None:
+    def _on_change(self, *_args: object) -> None:
         if self.fire_hire is not None:
             self.fire_hire.event("check")
 

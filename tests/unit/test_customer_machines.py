@@ -438,3 +438,45 @@ def test_supplier_list_survives_reload_and_resize(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(SupplierListError):
         SupplierList.load(path, 4)
+
+
+def test_fire_hire_retries_soon_then_backs_off_up_to_a_minute() -> None:
+    """A fresh network: the DHT index is empty for the first seconds, so the first retry
+    comes after 2 s rather than 15 or 60; then the wait doubles, capped at 60 s."""
+    lookups_per_job = 3  # supplier_finder's attempts before it reports nothing
+    clock, team, fire_hire, lookup = make_fire_hire(1, [[]] * 100)
+    fire_hire.event("init")
+    asked = [len(lookup.asked)]
+    for wait in (2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0):
+        assert fire_hire.state == "WAIT"
+        clock.advance(wait - 0.01)
+        assert len(lookup.asked) == asked[-1], f"no retry before {wait} s"
+        clock.advance(0.01)
+        asked.append(len(lookup.asked))
+        assert asked[-1] == asked[-2] + lookups_per_job, f"a retry after {wait} s"
+    lookup.answers = [[idurl("late")]]
+    clock.advance(60)
+    team.link.ack(idurl("late"))
+    assert team.events[-1] == ("commit", 0, idurl("late"))
+    assert fire_hire.failed_jobs == 0, "a hire resets the backoff"
+
+
+def test_node_tells_identity_listeners_only_about_a_new_document(tmp_path: Path) -> None:
+    """fire_hire and the p2p_connector hear of an identity made or re-signed while running."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from bitdust.identity.document import Identity
+    from bitdust.node import Node
+
+    node = Node(tmp_path / "home", reactor=Clock(), services={})
+    heard: list[object] = []
+    listener = heard.append
+    node.add_identity_listener(listener)
+    first = cast(Identity, SimpleNamespace(idurl="http://127.0.0.1:8084/alice.xml", revision=1))
+    node.my_identity = first
+    node.my_identity = cast(Identity, SimpleNamespace(idurl="http://127.0.0.1:8084/alice.xml", revision=1))
+    assert heard == [first]
+    node.remove_identity_listener(listener)
+    node.my_identity = None
+    assert heard == [first]

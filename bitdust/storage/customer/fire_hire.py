@@ -11,6 +11,13 @@ A candidate is asked first and takes the position only once it answered Ack, so 
 position is never left empty waiting for a node that says no. Only one job runs at a
 time; the next decision follows when it ends.
 
+Decisions are driven by events rather than by the 60 s timer: a supplier's state change
+or a resize (the customer service's change listeners) and a new identity of this node
+(service_employer listens to it) ask for one at once. A job that found nobody waits
+:data:`RETRY_FIRST` seconds, then twice as long each further time up to
+:data:`RETRY_MAX` (reset by a hire): on a fresh network the DHT availability index is
+empty for the first seconds, and a new localnet must not wait a minute for its suppliers.
+
 **The safety rule** (:func:`may_replace`): with ``ecc/NxN`` any N of the 2N shares of a
 block decode it and each supplier holds two shares, so the data survives while at most
 ``N // 2`` positions are missing. A replaced position counts as missing (its new
@@ -44,6 +51,10 @@ log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 5
 """Candidates asked for one job before it waits for ``timer-retry``."""
+RETRY_FIRST = 2.0
+RETRY_MAX = 60.0
+MAX_BACKOFF_STEPS = 10
+"""Failed jobs counted for the backoff (2 s doubled 5 times passes the cap already)."""
 
 
 class ReplaceRefused(Exception):
@@ -118,7 +129,7 @@ class FireHire(Automat):
         ("READY", "request"): [Transition("READY", ("decide",))],
         (ANY, "shutdown"): [Transition("CLOSED", ("stop_all",))],
     }
-    timers = {"timer-60sec": Timer(60.0, ("READY",)), "timer-retry": Timer(15.0, ("WAIT",))}
+    timers = {"timer-60sec": Timer(60.0, ("READY",)), "timer-retry": Timer(RETRY_FIRST, ("WAIT",))}
 
     def __init__(self, clock: IReactorTime, registry: AutomatRegistry | None, team: Team, finder: SupplierFinder,
                  refusals: RecentRefusals, offline_limit: Callable[[], float]) -> None:
@@ -132,7 +143,14 @@ class FireHire(Automat):
         self._requests: dict[int, Job] = {}
         self._probe: SupplierConnector | None = None
         self._deadline: IDelayedCall | None = None
+        self.failed_jobs = 0
+        """Jobs in a row that ended without a hire: the retry backoff."""
         super().__init__(clock, registry)
+
+    def timer_seconds(self, name: str) -> float:
+        if name == "timer-retry":
+            return min(RETRY_MAX, RETRY_FIRST * 2 ** self.failed_jobs)
+        return super().timer_seconds(name)
 
     # -- asked by the API --------------------------------------------------------------
 
@@ -257,6 +275,7 @@ class FireHire(Automat):
         old = next((v.idurl for v in self.team.positions() if v.position == job.position), "")
         if old and job.bad:
             self.refusals.add(old)
+        self.failed_jobs = 0
         self.team.commit(job.position, probe)
         self.last_outcome = f"position {job.position}: {probe.idurl} hired" + (f" instead of {old}" if old else "")
         log.info("fire_hire: %s", self.last_outcome)
@@ -279,6 +298,7 @@ class FireHire(Automat):
         job, self.job = self.job, None
         if job is None:
             return
+        self.failed_jobs = min(MAX_BACKOFF_STEPS, self.failed_jobs + 1)
         self.last_outcome = f"position {job.position}: not replaced: {why or job.reason}"
         log.info("fire_hire: %s", self.last_outcome)
         if job.result is not None:

@@ -3,7 +3,9 @@
 service_supplier needs no DHT (the table says p2p_hookups only), so the DHT may come up
 after it, go down and come back: every :data:`CHECK_SECONDS` the announcer looks for a
 running DHT and an identity, and keeps an :class:`AvailabilityPublisher` on the DHT it
-finds (that one republishes every ``REPUBLISH_SECONDS``). When the granted space
+finds (that one republishes every ``REPUBLISH_SECONDS``). It also looks as soon as the
+node's identity appears (``bitdust identity create`` after start): customers of a fresh
+network find no supplier until the first record is out. When the granted space
 changes (a customer came, changed its request or left, or the donation changed) the
 offer is republished within :data:`CHANGE_DELAY` seconds, changes in between folded
 into one publication.
@@ -55,12 +57,15 @@ class AvailabilityAnnouncer:
         self._loop.clock = node.clock
         self._interval = interval
         self._change_timer: Any = None
+        self._identity_listener = self._on_identity
 
     def start(self) -> None:
+        self.node.add_identity_listener(self._identity_listener)
         self._loop.start(self._interval, now=True)
 
     def stop(self) -> None:
         """Stop refreshing and, best effort, tell the DHT we offer nothing any more."""
+        self.node.remove_identity_listener(self._identity_listener)
         if self._loop.running:
             self._loop.stop()
         if self._change_timer is not None and self._change_timer.active():
@@ -88,6 +93,10 @@ class AvailabilityAnnouncer:
             return
         self.publisher = AvailabilityPublisher(self.node.clock, dht, key, identity.idurl, self._measure)
         self.publisher.start().addErrback(self._log_failure, "first publication")
+
+    def _on_identity(self, *_args: object) -> None:
+        if self._loop.running:
+            self.check()
 
     def changed(self) -> None:
         if self._change_timer is None or not self._change_timer.active():
