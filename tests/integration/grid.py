@@ -12,7 +12,9 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
+from bitdust.api.results import error_from_exception
 from bitdust.config import Config
 from bitdust.crypto.keys import PrivateKey
 from bitdust.node import Node
@@ -53,6 +55,25 @@ def configure(home: Path, key: PrivateKey, id_server_port: int, dht_seed_port: i
     metadata.mkdir(parents=True, exist_ok=True, mode=0o700)
     key.save(metadata / "mykeyfile")
     return home
+
+
+def api(node: Node, method: str, *args: Any) -> Any:
+    """Call an API method as the JSON-RPC server does: an exception becomes the ERROR answer."""
+    assert node.api is not None
+    call = node.api.methods.lookup(method)
+    assert call is not None
+    try:
+        answer = call(*args)
+    except Exception:
+        return error_from_exception(method, Failure())
+    if isinstance(answer, Deferred):
+        return answer.addErrback(lambda failure: error_from_exception(method, failure))
+    return answer
+
+
+def idurl(node: Node) -> str:
+    assert node.my_identity is not None
+    return node.my_identity.idurl
 
 
 def service(node: Node, cls: type[S]) -> S:

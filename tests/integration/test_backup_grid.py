@@ -13,9 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
-from bitdust.api.results import error_from_exception
 from bitdust.config import Config
 from bitdust.crypto.keys import PrivateKey
 from bitdust.node import Node
@@ -27,7 +25,7 @@ from bitdust.services.supplier import SupplierService
 from bitdust.storage.backups.catalog_copy import CatalogCopyError, open_catalog
 from bitdust.storage.backups.catalog_sync import fetch_catalog_copy
 from bitdust.storage.ids import CATALOG_PATH_ID, PieceKind, make_piece_id, parse_piece_id
-from tests.integration.grid import make_grid, service, wait_until, within
+from tests.integration.grid import api, idurl, make_grid, service, wait_until, within
 
 COUNT = 5
 CUSTOMER = 1
@@ -56,22 +54,6 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Generator[list[Node], None
         pytest_twisted.blockon(node.stop())
 
 
-def api(node: Node, method: str, *args: Any) -> Any:
-    assert node.api is not None
-    call = node.api.methods.lookup(method)
-    assert call is not None
-    try:
-        answer = call(*args)
-    except Exception:
-        return error_from_exception(method, Failure())
-    if isinstance(answer, Deferred):
-        return answer.addErrback(lambda failure: error_from_exception(method, failure))
-    return answer
-
-
-def idurl(node: Node) -> str:
-    assert node.my_identity is not None
-    return node.my_identity.idurl
 
 
 def suppliers_of(grid: list[Node]) -> list[Node]:

@@ -18,9 +18,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
-from bitdust.api.results import error_from_exception
 from bitdust.config import Config
 from bitdust.crypto.keys import PrivateKey
 from bitdust.node import Node
@@ -28,7 +26,7 @@ from bitdust.services.customer import CustomerService
 from bitdust.services.employer import EmployerService
 from bitdust.services.nodes_lookup import NodesLookupService
 from bitdust.services.supplier import SupplierService
-from tests.integration.grid import free_port, make_grid, service, wait_until
+from tests.integration.grid import api, free_port, idurl, make_grid, service, wait_until
 
 COUNT = 6
 CUSTOMER = 1
@@ -58,23 +56,6 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Generator[list[Node], None
             pytest_twisted.blockon(node.stop())
 
 
-def api(node: Node, method: str, *args: Any) -> Any:
-    """Call as the JSON-RPC server does: an exception becomes the ERROR answer."""
-    assert node.api is not None
-    call = node.api.methods.lookup(method)
-    assert call is not None
-    try:
-        answer = call(*args)
-    except Exception:
-        return error_from_exception(method, Failure())
-    if isinstance(answer, Deferred):
-        return answer.addErrback(lambda failure: error_from_exception(method, failure))
-    return answer
-
-
-def idurl(node: Node) -> str:
-    assert node.my_identity is not None
-    return node.my_identity.idurl
 
 
 def customer_of(node: Node) -> CustomerService:

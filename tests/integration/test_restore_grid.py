@@ -27,8 +27,8 @@ from bitdust.services.rebuilding import RebuildingService
 from bitdust.services.restores import RestoresService
 from bitdust.services.supplier import SupplierService
 from bitdust.storage.ids import piece_path
-from tests.integration.grid import make_grid, service, wait_until
-from tests.integration.test_customer_grid import all_online, api, by_idurl, customer_of, hired, idurl, published
+from tests.integration.grid import api, idurl, make_grid, service, wait_until
+from tests.integration.test_customer_grid import all_online, by_idurl, customer_of, hired, published
 from tests.restore_helpers import make_tree, snapshot
 
 COUNT = 6
