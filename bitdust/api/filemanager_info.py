@@ -9,6 +9,7 @@ import platform
 import stat
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,14 +58,12 @@ def stats(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """
     donated = customers = needed = used = max_suppliers = hired = online = 0
     files = folders = items = indexed = 0
-    try:
+    with suppress(ServiceUnavailable):  # service_supplier off: nothing donated
         from bitdust.services.supplier import running_supplier
 
         store = running_supplier(node, "stats").running_store("stats")
         donated, customers = store.donated(), len(store.customers())
-    except ServiceUnavailable:  # service_supplier is off: nothing donated
-        pass
-    try:
+    with suppress(ServiceUnavailable):  # service_customer off: no suppliers
         from bitdust.services.customer import running_customer
         from bitdust.storage.customer.connector import CONNECTED
 
@@ -77,9 +76,7 @@ def stats(node: Node, params: dict[str, Any]) -> dict[str, Any]:
         connectors = [c for c in customer.connectors.values() if c.idurl in hired_ids]
         used = sum(c.used_bytes or 0 for c in connectors)
         online = sum(1 for c in connectors if c.state == CONNECTED)
-    except ServiceUnavailable:  # service_customer is off: no suppliers
-        pass
-    try:
+    with suppress(ServiceUnavailable):  # service_backup_db off: no catalog
         from bitdust.api.catalog_calls import running_catalog
 
         catalog = running_catalog(node, "stats")
@@ -91,8 +88,6 @@ def stats(node: Node, params: dict[str, Any]) -> dict[str, Any]:
                 folders += 1
             if item.parent_id is None:
                 indexed += catalog.shown_size(item)
-    except ServiceUnavailable:  # service_backup_db is off: no catalog
-        pass
     figures = {
         "bytes_donated": donated, "bytes_indexed": indexed, "bytes_needed": needed,
         "bytes_used_supplier": math.ceil(used / max_suppliers) if max_suppliers else 0,
