@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,12 +29,7 @@ from bitdust.api.client import ApiClient
 from bitdust.config import Config
 from bitdust.daemon import running_pid
 from bitdust.home import Home
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bitdust.util.net import free_port
 
 
 async def client_session(port: int, secret: str, calls: int, latencies: list[float],

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bitdust.daemon import install_asyncio_reactor
+from bitdust.util.net import free_port
 
 install_asyncio_reactor()  # the daemon's own loop (uvloop), so the figures are the daemon's
 
@@ -52,12 +53,6 @@ from bitdust.transport.packet import Command  # noqa: E402
 MB = 1024 * 1024
 SERVICES: dict[str, Any] = {c.name: c for c in (NetworkService, TcpConnectionsService, GatewayService,
                                                  TcpTransportService, UdpTransportService)}
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- raw socket ------------------------------------------------------------------------

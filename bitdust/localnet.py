@@ -31,6 +31,7 @@ from typing import Any
 from bitdust.api.client import ApiClient, ApiConnectionError
 from bitdust.config import Config
 from bitdust.home import Home
+from bitdust.util.net import free_port
 
 HOST = "127.0.0.1"
 STATE_FILE = "localnet.json"
@@ -42,12 +43,6 @@ ONLINE_SERVICES = ("service_gateway", "service_tcp_transport", "service_identity
 
 class LocalnetError(RuntimeError):
     """A node of the local network could not be started, registered or stopped."""
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _cli(home: Path, *args: str, timeout: float = READY_TIMEOUT) -> subprocess.CompletedProcess[str]:
@@ -74,8 +69,8 @@ def configure(home: Path, key_size: int, id_server: str | None, dht_seed: str | 
               serve_identities: bool) -> dict[str, int]:
     """Write a node's ports and seeds into its config; return the ports."""
     config = Config(home / "config")
-    ports = {"api": _free_port(), "tcp": _free_port(), "udp": _free_port(socket.SOCK_DGRAM),
-             "dht": _free_port(socket.SOCK_DGRAM)}
+    ports = {"api": free_port(), "tcp": free_port(), "udp": free_port(socket.SOCK_DGRAM),
+             "dht": free_port(socket.SOCK_DGRAM)}
     config.set("interface/api/json-rpc-port", ports["api"])
     config.set("network/host", HOST)
     config.set("personal/private-key-size", key_size)
@@ -83,7 +78,7 @@ def configure(home: Path, key_size: int, id_server: str | None, dht_seed: str | 
     config.set("services/udp-transport/udp-port", ports["udp"])
     config.set("services/dht/udp-port", ports["dht"])
     if serve_identities:
-        ports["identity"] = _free_port()
+        ports["identity"] = free_port()
         config.set("services/identity-server/enabled", True)
         config.set("services/identity-server/web-port", ports["identity"])
         id_server = f"{HOST}:{ports['identity']}"

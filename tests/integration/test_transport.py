@@ -25,7 +25,7 @@ from bitdust.transport.outbox import GatewayTimeout
 from bitdust.transport.packet import Command, Packet, encode_frame, new_packet_id, now_ms
 from tests.integration.transport_net import (
     acking_handler,
-    free_tcp_port,
+    free_port,
     gateway,
     introduce,
     prepare_home,
@@ -265,7 +265,7 @@ def test_falls_back_to_quic_when_tcp_port_is_dead(running: list[Node], make_home
                                                   keys: list[PrivateKey]) -> Any:
     alice, bob = yield make_nodes(running, make_home, keys)
     gateway(bob).add_handler(Command.Data, acking_handler(gateway(bob)))
-    dead = make_contact("tcp", "127.0.0.1", free_tcp_port())
+    dead = make_contact("tcp", "127.0.0.1", free_port())
     udp = make_contact("udp", "127.0.0.1", bob.config.get("services/udp-transport/udp-port"))
     moved = bob.my_identity.with_contacts((dead, udp), bob.key)
     introduce([alice, bob], {moved.idurl: moved})

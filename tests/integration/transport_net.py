@@ -4,7 +4,6 @@ identities put straight into their caches (the test stands in for the identity s
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -23,23 +22,12 @@ from bitdust.services.tcp_transport import TcpTransportService
 from bitdust.services.udp_transport import UdpTransportService
 from bitdust.transport.gateway import Gateway
 from bitdust.transport.tcp import TcpConnections
+from bitdust.util.net import free_port, free_udp_port
 
 SERVICES: dict[str, Any] = {
     cls.name: cls
     for cls in (NetworkService, TcpConnectionsService, GatewayService, TcpTransportService, UdpTransportService)
 }
-
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prepare_home(home: Path, key: PrivateKey, tcp: bool = True, udp: bool = True,
@@ -49,7 +37,7 @@ def prepare_home(home: Path, key: PrivateKey, tcp: bool = True, udp: bool = True
     if api_port is not None:
         config.set("interface/api/json-rpc-port", api_port)
     config.set("personal/private-key-size", 2048)
-    config.set("services/tcp-connections/tcp-port", free_tcp_port())
+    config.set("services/tcp-connections/tcp-port", free_port())
     config.set("services/udp-transport/udp-port", free_udp_port())
     config.set("services/tcp-connections/enabled", tcp)
     config.set("services/tcp-transport/enabled", tcp)
