@@ -10,6 +10,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest_twisted
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -26,15 +27,10 @@ from bitdust.services.p2p_hookups import P2PHookupsService
 from bitdust.services.private_messages import PrivateMessagesService
 from bitdust.services.service import Service
 from bitdust.transport.gateway import Gateway
+from bitdust.util.net import free_port
 
 S = TypeVar("S", bound=Service)
 POLL_SECONDS = 0.05
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def configure(home: Path, key: PrivateKey, id_server_port: int, dht_seed_port: int | None) -> Path:
@@ -55,6 +51,30 @@ def configure(home: Path, key: PrivateKey, id_server_port: int, dht_seed_port: i
     metadata.mkdir(parents=True, exist_ok=True, mode=0o700)
     key.save(metadata / "mykeyfile")
     return home
+
+
+def market_grid(reactor: Any, root: Path, count: int, customer: int, share: int, block: int) -> Generator[
+        list[Node], None, None]:
+    """A started grid of ``count`` nodes where node ``customer`` is the only customer and
+    the others only suppliers; hiring waits (employer off) until the test turns it on
+    once the suppliers are announced. Stops every node still running at the end."""
+    keys = [PrivateKey.generate(2048) for _ in range(count)]
+    for n in range(count):
+        config = Config(root / f"node{n}" / "config")
+        config.set("services/customer/enabled", n == customer)
+        config.set("services/employer/enabled", False)
+        config.set("services/supplier/enabled", n != customer)
+        config.set("services/supplier/donated-space", 64 * share)
+        config.set("services/customer/needed-space", 4 * share)
+        config.set("services/customer/recheck-seconds", 1)
+        config.set("services/customer/request-timeout-seconds", 1)
+        config.set("services/employer/critically-offline-seconds", 3600)
+        config.set("services/backups/block-size", block)
+    nodes = pytest_twisted.blockon(make_grid(reactor, root, keys))
+    yield nodes
+    for node in reversed(nodes):
+        if node.shutdowner.state != "FINISHED":  # some tests stop nodes themselves
+            pytest_twisted.blockon(node.stop())
 
 
 def api(node: Node, method: str, *args: Any) -> Any:

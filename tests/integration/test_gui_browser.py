@@ -21,11 +21,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 
-from bitdust.config import Config
-from bitdust.crypto.keys import PrivateKey
 from bitdust.node import Node
 from bitdust.services.supplier import SupplierService
-from tests.integration.grid import make_grid, service, wait_until
+from tests.integration.grid import market_grid, service, wait_until
 from tests.integration.test_customer_grid import all_online, published
 from tests.restore_helpers import make_tree, snapshot
 
@@ -46,24 +44,7 @@ if not Path(CHROMIUM).exists():
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Generator[list[Node], None, None]:
-    keys = [PrivateKey.generate(2048) for _ in range(COUNT)]
-    root: Path = tmp_path_factory.mktemp("gui")
-    for n in range(COUNT):
-        config = Config(root / f"node{n}" / "config")
-        config.set("services/customer/enabled", n == CUSTOMER)
-        config.set("services/employer/enabled", False)
-        config.set("services/supplier/enabled", n != CUSTOMER)
-        config.set("services/supplier/donated-space", 64 * SHARE)
-        config.set("services/customer/needed-space", 4 * SHARE)
-        config.set("services/customer/recheck-seconds", 1)
-        config.set("services/customer/request-timeout-seconds", 1)
-        config.set("services/employer/critically-offline-seconds", 3600)
-        config.set("services/backups/block-size", BLOCK)
-    nodes = pytest_twisted.blockon(make_grid(reactor, root, keys))
-    yield nodes
-    for node in reversed(nodes):
-        if node.shutdowner.state != "FINISHED":
-            pytest_twisted.blockon(node.stop())
+    yield from market_grid(reactor, tmp_path_factory.mktemp("gui"), COUNT, CUSTOMER, SHARE, BLOCK)
 
 
 def rpc(port: int, method: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
