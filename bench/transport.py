@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from bitdust.daemon import install_asyncio_reactor
+from bitdust.util.memory import tune_malloc
 from bitdust.util.net import free_port
 
+tune_malloc()  # as the daemon does
 install_asyncio_reactor()  # the daemon's own loop (uvloop), so the figures are the daemon's
 
 from twisted.internet import reactor, task  # noqa: E402

@@ -23,6 +23,7 @@ only the node's own saved one is upgraded, by :meth:`Identity.upgrade_v1`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import struct
 import xml.etree.ElementTree as ET
@@ -186,11 +187,15 @@ class Identity:
 
     def contact_for(self, proto: str) -> tuple[str, int] | None:
         """(host, port) of the first contact for ``proto``, or None if the node has none."""
-        for contact in self.contacts:
-            contact_proto, host, port = parse_contact(contact)
+        for contact_proto, host, port in self._parsed_contacts:
             if contact_proto == proto:
                 return host, port
         return None
+
+    @functools.cached_property
+    def _parsed_contacts(self) -> tuple[tuple[str, str, int], ...]:
+        # Parsed once per document, not on every packet sent (the document is immutable).
+        return tuple(parse_contact(contact) for contact in self.contacts)
 
     # --- signing ---------------------------------------------------------------------
 

@@ -110,12 +110,12 @@ def test_packet_signed_with_the_rsa_key_is_rejected(packet: Packet, key: PacketS
         packet.verify(rsa_key.public_key())  # type: ignore[arg-type]
 
 
-def test_signature_is_ed25519_over_domain_and_sha256(packet: Packet, key: PacketSigningKey) -> None:
-    import hashlib
+def test_signature_is_ed25519_over_domain_and_blake3(packet: Packet, key: PacketSigningKey) -> None:
+    import blake3
 
     assert len(packet.signature) == 64
     message = packet.signing_message()
-    assert message == SIGNATURE_DOMAIN + hashlib.sha256(packet.signed_bytes()).digest()
+    assert message == SIGNATURE_DOMAIN + blake3.blake3(packet.signed_bytes()).digest()
     assert key.public_key().verify(message, packet.signature)
     # Without the domain the same digest is not what was signed.
     assert not key.public_key().verify(packet.digest(), packet.signature)
