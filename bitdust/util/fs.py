@@ -7,27 +7,61 @@ new one, never a half-written file.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
+
+from bitdust.util.crashpoint import crashpoint
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename, with ``mode`` bits."""
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644, point: str | None = None) -> None:
+    """Write ``data`` to ``path`` via temp file + fsync + rename, with ``mode`` bits.
+
+    ``point`` names this write's crash points for the crash tests
+    (:mod:`bitdust.util.crashpoint`): ``<point>.mid_temp_write``, ``<point>.after_temp_write``
+    and ``<point>.after_rename``.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as tmp:
+            if point:
+                crashpoint(f"{point}.mid_temp_write", lambda: _write_half(tmp, data))
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
+        if point:
+            crashpoint(f"{point}.after_temp_write")
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+    if point:
+        crashpoint(f"{point}.after_rename")
+
+
+def remove_temp_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temp files :func:`atomic_write` left next to ``path`` when the process
+    died before its rename (they are never read; without this, every crash there leaves
+    one more copy behind). Only for a file a single process writes, before it writes it."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    found = [p for p in target.parent.glob(f".{glob.escape(target.name)}.*.tmp") if p.is_file()]
+    for leftover in found:
+        leftover.unlink(missing_ok=True)
+    return found
+
+
+def _write_half(handle: BinaryIO, data: bytes) -> None:
+    """What a write cut off by a crash leaves: the first half of ``data``, on disk."""
+    handle.write(data[: len(data) // 2])
+    handle.flush()
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:

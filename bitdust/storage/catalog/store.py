@@ -1,7 +1,8 @@
 """Keeping the catalog on disk: ``<home>/catalog/catalog.json``, written atomically.
 
 A save is temp file + fsync + rename (:func:`bitdust.util.fs.atomic_write`), so a crash
-leaves the previous catalog or the new one, never a mix. The file is private (0600): it
+leaves the previous catalog or the new one, never a mix (a temp file a crash left is
+removed at the next load). The file is private (0600): it
 lists the owner's local paths and the wrapped keys of every version.
 
 A catalog that cannot be read is never replaced silently: :meth:`CatalogStore.load`
@@ -22,7 +23,7 @@ from typing import NoReturn
 from bitdust.storage.catalog.codec import export_bytes, import_bytes
 from bitdust.storage.catalog.model import CatalogCorruptError
 from bitdust.storage.catalog.tree import MAX_ITEMS, Catalog
-from bitdust.util.fs import atomic_write
+from bitdust.util.fs import atomic_write, remove_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class CatalogStore:
 
     def save(self, catalog: Catalog) -> None:
         data = export_bytes(catalog)
-        atomic_write(self.path, data, FILE_MODE)
+        atomic_write(self.path, data, FILE_MODE, point="catalog")  # crash tests: catalog.*
         self.saved_revision = catalog.revision
 
     def save_if_changed(self, catalog: Catalog) -> bool:
@@ -68,6 +69,8 @@ class CatalogStore:
         return True
 
     def _read(self) -> Catalog:
+        for leftover in remove_temp_files(self.path):  # a save cut short by a crash: never renamed, never used
+            log.info("removed %s, a catalog save that a crash cut short", leftover)
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:

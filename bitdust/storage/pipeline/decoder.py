@@ -69,14 +69,15 @@ class RestoreDecoder:
     Also a context manager that aborts when the ``with`` body raises.
     """
 
-    def __init__(self, dest: str | os.PathLike[str], backup_id: str, ecc: EccMap, version_key: VersionKey) -> None:
+    def __init__(self, dest: str | os.PathLike[str], backup_id: str, ecc: EccMap, version_key: VersionKey,
+                 journal: str | os.PathLike[str] | None = None) -> None:
         self.backup_id = parse_backup_id(backup_id)
         self.ecc = ecc
         self.version_key = version_key
         self.next_block = 0
         self.bytes_processed = 0  # compressed bytes of the blocks accepted so far
         self.last_seen = False
-        self._extractor = TarExtractor(dest)
+        self._extractor = TarExtractor(dest, journal)  # journal: see tar_extract.clean_up_journals
         self._decompressor = Decompressor(self._extractor.feed)
 
     @property

@@ -14,7 +14,11 @@ All or nothing: files and symlinks are written under temporary names next to the
 targets and renamed into place only by :meth:`TarExtractor.close`, after the archive's
 end marker (so after the last authenticated block). A failed or aborted restore never
 replaces a user's file with a partial one; :meth:`TarExtractor.abort` removes the
-temporaries and the folders it created.
+temporaries and the folders it created. A crash leaves no time for ``abort``: with a
+*journal* file, every temporary and folder is named there before it is made, and
+:func:`clean_up_journals` (run when the restores service starts) removes what a restore
+cut short by a crash left behind -- without it, each crash would leave up to a whole
+file's bytes hidden in the user's folder for good.
 
 Modes: permission bits are restored as stored (``rwx`` for user, group and others);
 setuid, setgid and sticky bits are dropped, ownership is not restored. Folder modes and
@@ -32,6 +36,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, cast
 
+from bitdust.util.crashpoint import crashpoint
 from bitdust.util.fs import fsync_dir
 
 BLOCKSIZE = tarfile.BLOCKSIZE
@@ -49,6 +54,9 @@ _EXTENDED = frozenset(  # header blocks that describe the next member rather tha
     }
 )
 _HEADER, _DATA, _PAD, _END = "header", "data", "pad", "end"
+TEMP_PREFIX, TEMP_SUFFIX = ".bitdust-", ".part"
+JOURNAL_SUFFIX = ".journal"
+_FILE, _FOLDER = b"f", b"d"  # journal records: kind byte, absolute path, NUL
 
 
 class TarFormatError(ValueError):
@@ -73,8 +81,10 @@ def _round_up(size: int) -> int:
 class TarExtractor:
     """Feed tar bytes in any chunking; :meth:`close` commits, :meth:`abort` rolls back."""
 
-    def __init__(self, dest: str | os.PathLike[str]) -> None:
+    def __init__(self, dest: str | os.PathLike[str], journal: str | os.PathLike[str] | None = None) -> None:
         self.dest = Path(dest).absolute()
+        self._journal_path = Path(journal) if journal is not None else None
+        self._journal: BinaryIO | None = None
         self.members: list[str] = []
         self.bytes_written = 0
         self._state = _HEADER
@@ -88,7 +98,11 @@ class TarExtractor:
         self._dirs: dict[Path, tarfile.TarInfo] = {}
         self._created: list[Path] = []
         self._closed = False
-        self._makedirs(self.dest)
+        try:
+            self._makedirs(self.dest)
+        except BaseException:
+            self.abort()  # the folders made before the failure go, and the journal with them
+            raise
 
     # --- feeding -------------------------------------------------------------
 
@@ -107,6 +121,8 @@ class TarExtractor:
                 pos += take
                 if self._left == 0:
                     self._finish_file()
+                else:
+                    crashpoint("restore.mid_file", self._out.flush)
             elif self._state == _PAD:
                 take = min(self._pad, len(view) - pos)
                 self._pad -= take
@@ -162,7 +178,8 @@ class TarExtractor:
             self._skip_data(member.size)
             return
         self._makedirs(final.parent)
-        temp = final.parent / f".bitdust-{secrets.token_hex(8)}.part"
+        temp = final.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        self._record(_FILE, temp)
         if member.issym():
             os.symlink(member.linkname, temp)
             self._remember(final, temp)
@@ -228,6 +245,7 @@ class TarExtractor:
             missing.append(probe)
             probe = probe.parent
         for path in reversed(missing):
+            self._record(_FOLDER, path)
             os.mkdir(path, 0o700)
             self._created.append(path)
         if not folder.is_dir():
@@ -256,6 +274,7 @@ class TarExtractor:
             os.utime(folder, (member.mtime, member.mtime))
         for folder in parents:
             fsync_dir(folder)
+        self._end_journal()
         return self.members
 
     def abort(self) -> None:
@@ -271,3 +290,47 @@ class TarExtractor:
             with contextlib.suppress(OSError):  # not empty: something else lives there now
                 os.rmdir(folder)
         self._created.clear()
+        self._end_journal()
+
+    # --- the journal -----------------------------------------------------------
+
+    def _record(self, kind: bytes, path: Path) -> None:
+        """Name ``path`` in the journal before it is made (flushed: a SIGKILL keeps it)."""
+        if self._journal_path is None:
+            return
+        if self._journal is None:
+            self._journal_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._journal = open(self._journal_path, "ab")  # noqa: SIM115 -- open until close/abort
+        self._journal.write(kind + os.fsencode(path) + b"\0")
+        self._journal.flush()
+
+    def _end_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self._journal_path is not None:
+            self._journal_path.unlink(missing_ok=True)
+
+
+def clean_up_journals(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove what restores cut short by a crash left: the temporaries and the folders
+    (if empty) named in the journals in ``folder``, then the journals. Only names this
+    module gives its temporaries are removed. Returns the files removed."""
+    removed: list[Path] = []
+    for journal in sorted(Path(folder).glob(f"*{JOURNAL_SUFFIX}")):
+        folders: list[Path] = []
+        for record in journal.read_bytes().split(b"\0"):
+            path = Path(os.fsdecode(record[1:]))
+            if not path.is_absolute():
+                continue  # the record a crash cut short, or not one of ours
+            if record[:1] == _FOLDER:
+                folders.append(path)
+            elif record[:1] == _FILE and path.name.startswith(TEMP_PREFIX) and path.name.endswith(TEMP_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+        for path in reversed(folders):
+            with contextlib.suppress(OSError):  # not empty: something else lives there now
+                os.rmdir(path)
+        journal.unlink()
+    return removed

@@ -32,11 +32,12 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
-def write_piece(folder: Path, piece_id: str, data: bytes) -> int:
-    """Store one piece atomically below ``folder``; returns its size."""
+def write_piece(folder: Path, piece_id: str, data: bytes, point: str | None = None) -> int:
+    """Store one piece atomically below ``folder``; returns its size. ``point``: crash
+    points of the write (:func:`bitdust.util.fs.atomic_write`)."""
     target = piece_path(folder, piece_id)
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, data, mode=0o600)
+    atomic_write(target, data, mode=0o600, point=point)
     return len(data)
 
 
