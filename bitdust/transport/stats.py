@@ -4,7 +4,8 @@ Counter meanings (the spec's keys, defined here since the spec only shows zeros)
 
 * ``in.totalpackets/totalbytes``: packets accepted (parsed, fresh, signature verified).
 * ``in.unknownpackets/unknownbytes``: input we could not attribute to a known peer:
-  garbage bytes, oversize frames, a creator whose identity could not be found.
+  garbage bytes, oversize frames, partial frames shed over the TCP buffer budget
+  (``buffer_full``), a creator whose identity could not be found.
 * ``in.failedpackets``: attributable input that was dropped anyway (bad signature,
   stale date, wrong recipient, a handler that crashed). Duplicates are not failures:
   retries after a lost Ack are normal, they only show under ``dropped``.
@@ -31,7 +32,7 @@ MAX_PEERS = 1000
 RECENT_PACKETS = 200
 
 # Drop reasons that count as "unknown" input rather than "failed".
-UNKNOWN_REASONS = frozenset({"garbage", "oversize", "unknown_creator"})
+UNKNOWN_REASONS = frozenset({"garbage", "oversize", "buffer_full", "unknown_creator"})
 NOT_FAILURES = frozenset({"duplicate"})
 
 

@@ -13,6 +13,12 @@
   slows the sender down instead of our memory growing.
 * A frame longer than the limit, or a frame that is not a packet, closes the connection:
   the stream can no longer be trusted to be in sync.
+* All connections together hold at most ``max_buffered`` bytes of frames not complete
+  yet. Each alone is bounded by the frame limit, but a peer that opens many connections
+  and sends each a large frame's first bytes, then nothing, would otherwise pin
+  connections x frame limit (256 x 33 MB by default). Past the budget the connection
+  whose partial frame has waited longest for its next byte is hung up on (counted as
+  ``buffer_full``): an honest transfer keeps arriving, a stalled one is the suspect.
 """
 
 from __future__ import annotations
@@ -43,9 +49,12 @@ CONNECT_TIMEOUT = 10.0
 IDLE_TIMEOUT = 300.0
 IDLE_CHECK_INTERVAL = 30.0
 MAX_INFLIGHT = 4
+READ_SIZE = 256 * 1024
 QUEUE_LIMIT = 16 * 1024**2
 MAX_CONNECTIONS = 256
 MAX_CONNECT_WAITERS = 1000
+MIN_BUFFERED = 256 * 1024**2
+"""Floor of the all-connections budget for partial frames (at least two whole frames)."""
 
 
 class TcpError(ConnectionError):
@@ -87,6 +96,8 @@ class PacketProtocol(protocol.Protocol):
         self.bytes_in = self.bytes_out = self.packets_in = self.packets_out = 0
         self.started = time.time()
         self.last_active = time.monotonic()
+        self.last_read = 0.0
+        """When the partial frame being received last grew (monotonic)."""
         self.open = False
         self._flushing = False
 
@@ -101,11 +112,17 @@ class PacketProtocol(protocol.Protocol):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
+        # Twisted reads 64 KB at a time; a 1 MB piece then costs 16 trips through the
+        # reactor and the frame decoder. Bigger reads cut that Python work per byte.
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = READ_SIZE  # type: ignore[union-attr]
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self.manager.added(self)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.open = False
+        self.manager.buffered_change(-self.decoder.pending)
+        self.decoder = FrameDecoder(0)  # holds nothing more; its bytes are no longer counted
         queued, self.queue = self.queue, collections.deque()
         self.queued_bytes = 0
         for _data, d in queued:
@@ -120,14 +137,21 @@ class PacketProtocol(protocol.Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.bytes_in += len(data)
-        self.last_active = time.monotonic()
+        self.last_active = self.last_read = time.monotonic()
+        held = self.decoder.pending
         try:
             frames = self.decoder.feed(data)
         except PacketError as exc:
+            self.manager.buffered_change(-held)
             log.info("closing tcp connection from %s:%s: %s", *self.remote, exc)
             self.manager.reject("oversize", len(data))
             self.abort()
             return
+        self.manager.buffered_change(self.decoder.pending - held)
+        if self.decoder.pending > held:
+            self.manager.shed()
+            if not self.open:
+                return
         receiver = self.manager.receiver
         for frame in frames:
             if not self.open:
@@ -242,6 +266,9 @@ class TcpConnections:
         self.queue_limit = queue_limit
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        self.max_buffered = max(MIN_BUFFERED, 2 * max_frame)
+        self.buffered = 0
+        """Bytes of partial frames held by all connections together."""
         self.receiver: Gateway | None = None
         self._listener: Any = None
         self._all: set[PacketProtocol] = set()
@@ -289,6 +316,28 @@ class TcpConnections:
     def reject(self, reason: str, size: int) -> None:
         if self.receiver is not None:
             self.receiver.reject(reason, size)
+
+    def buffered_change(self, delta: int) -> None:
+        self.buffered += delta
+
+    def shed(self) -> None:
+        """Over the budget for partial frames: hang up on the connections whose partial
+        frame waited longest for its next byte until the rest fits (at most one pass
+        over the connections)."""
+        if self.buffered <= self.max_buffered:
+            return
+        holders = sorted((c for c in self._all if c.open and c.decoder.pending), key=lambda c: c.last_read)
+        for conn in holders:
+            if self.buffered <= self.max_buffered:
+                break
+            held = conn.decoder.pending
+            log.warning("tcp: %d bytes of partial frames held (limit %d): dropping %s:%s holding %d",
+                        self.buffered, self.max_buffered, *conn.remote, held)
+            self.reject("buffer_full", held)
+            conn.open = False  # no more frames from it, even before the abort lands
+            self.buffered_change(-held)
+            conn.decoder = FrameDecoder(0)
+            conn.abort()
 
     def count(self, direction: str) -> int:
         return sum(1 for c in self._all if c.direction == direction)

@@ -10,7 +10,11 @@ A send completes when the peer has acknowledged every byte of the stream (aioqui
 no public signal for that, so the connection's stream table is checked after each
 transmit). Bounds: a connection holds at most ``queue_limit`` unacknowledged bytes
 (beyond: ``SendQueueFull``), and buffers at most ``max_packet`` bytes per incoming
-stream and twice that per connection (beyond: the connection is closed).
+stream and twice that per connection (beyond: the connection is closed). All connections
+together hold at most ``max_buffered`` bytes of packets not complete yet; past that the
+connection whose partial packet waited longest for more bytes is closed (``buffer_full``,
+as for TCP: a stalled stream is the suspect, an honest one keeps arriving), and at most
+:data:`MAX_CONNECTIONS` peers may be connected to us at once.
 
 aioquic runs on asyncio; the node's reactor is Twisted's asyncio reactor on that same
 loop, so the coroutines below run on the reactor thread and are bridged with
@@ -52,6 +56,9 @@ DELIVERY_TIMEOUT = 120.0
 IDLE_TIMEOUT = 60.0
 QUEUE_LIMIT = 16 * 1024**2
 MAX_INCOMING_STREAMS = 64
+MAX_CONNECTIONS = 256
+MIN_BUFFERED = 256 * 1024**2
+"""Floor of the all-connections budget for partial packets (at least two whole packets)."""
 ERROR_PROTOCOL_VIOLATION = 0x0A
 
 T = TypeVar("T")
@@ -75,6 +82,8 @@ class PacketQuicProtocol(QuicConnectionProtocol):
         self.bytes_in = self.bytes_out = self.packets_in = self.packets_out = 0
         self._incoming: dict[int, bytearray] = {}
         self._incoming_bytes = 0
+        self.last_read = 0.0
+        """When a partial packet of this connection last grew (monotonic)."""
         self._outgoing: dict[int, tuple[int, asyncio.Future[None]]] = {}
         self.outgoing_bytes = 0
         super().__init__(quic, stream_handler)
@@ -82,6 +91,10 @@ class PacketQuicProtocol(QuicConnectionProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.owner.added(self)
+        if self.direction == "in" and self.owner.count("in") > self.owner.max_connections:
+            log.warning("refusing a quic connection: %d connections open", self.owner.max_connections)
+            self.owner.reject("too_many_connections", 0)
+            self.close(ERROR_PROTOCOL_VIOLATION, "too many connections")
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         if not self.remote[0]:
@@ -92,7 +105,7 @@ class PacketQuicProtocol(QuicConnectionProtocol):
         if isinstance(event, events.StreamDataReceived):
             self._stream_data(event)
         elif isinstance(event, events.StreamReset):
-            self._incoming_bytes -= len(self._incoming.pop(event.stream_id, b""))
+            self._held(-len(self._incoming.pop(event.stream_id, b"")))
         elif isinstance(event, events.ConnectionTerminated):
             self._terminated(event.reason_phrase or f"error {event.error_code}")
 
@@ -106,15 +119,17 @@ class PacketQuicProtocol(QuicConnectionProtocol):
                 return
             buffer = self._incoming[event.stream_id] = bytearray()
         buffer += event.data
-        self._incoming_bytes += len(event.data)
+        self._held(len(event.data))
         self.bytes_in += len(event.data)
         if len(buffer) > self.owner.max_packet or self._incoming_bytes > 2 * self.owner.max_packet:
             self._violation("packet exceeds the size limit", len(buffer))
             return
         if not event.end_stream:
+            self.last_read = time.monotonic()
+            self.owner.shed()
             return
         del self._incoming[event.stream_id]
-        self._incoming_bytes -= len(buffer)
+        self._held(-len(buffer))
         self.packets_in += 1
         receiver = self.owner.receiver
         if receiver is not None:
@@ -126,12 +141,24 @@ class PacketQuicProtocol(QuicConnectionProtocol):
         elif result.creator and not self.idurl:
             self.idurl = result.creator
 
-    def _violation(self, why: str, size: int) -> None:
+    def _violation(self, why: str, size: int, reason: str = "oversize") -> None:
         log.info("closing quic connection with %s:%s: %s", *self.remote, why)
-        self.owner.reject("oversize", size)
-        self._incoming.clear()
-        self._incoming_bytes = 0
+        self.owner.reject(reason, size)
+        self._drop_incoming()
         self.close(ERROR_PROTOCOL_VIOLATION, why)
+
+    def _held(self, delta: int) -> None:
+        """Bytes of partial packets held, here and in the transport's total."""
+        self._incoming_bytes += delta
+        self.owner.buffered += delta
+
+    def _drop_incoming(self) -> None:
+        self._incoming.clear()
+        self._held(-self._incoming_bytes)
+
+    @property
+    def incoming_bytes(self) -> int:
+        return self._incoming_bytes
 
     # -- sending ---------------------------------------------------------------------
 
@@ -198,7 +225,7 @@ class PacketQuicProtocol(QuicConnectionProtocol):
                 done.set_exception(QuicError(f"quic connection closed: {reason}"))
         self._outgoing.clear()
         self.outgoing_bytes = 0
-        self._incoming.clear()
+        self._drop_incoming()
         self.owner.removed(self)
         if self.direction == "out" and self._transport is not None:
             self._stop_timer()  # nothing more is sent on a socket about to close
@@ -240,6 +267,10 @@ class QuicTransport:
         self.max_packet = max_packet
         self.queue_limit = queue_limit
         self.metadata = metadata
+        self.max_connections = MAX_CONNECTIONS
+        self.max_buffered = max(MIN_BUFFERED, 2 * max_packet)
+        self.buffered = 0
+        """Bytes of partial packets held by all connections together."""
         self.receiver: Gateway | None = None
         self._server: QuicServer | None = None
         self._all: set[PacketQuicProtocol] = set()
@@ -292,6 +323,21 @@ class QuicTransport:
     def reject(self, reason: str, size: int) -> None:
         if self.receiver is not None:
             self.receiver.reject(reason, size)
+
+    def count(self, direction: str) -> int:
+        return sum(1 for c in self._all if c.direction == direction and not c.closed)
+
+    def shed(self) -> None:
+        """Over the budget for partial packets: close the connections whose partial
+        packet waited longest for more bytes until the rest fits."""
+        if self.buffered <= self.max_buffered:
+            return
+        holders = sorted((c for c in self._all if c.incoming_bytes and not c.closed), key=lambda c: c.last_read)
+        for conn in holders:
+            if self.buffered <= self.max_buffered:
+                break
+            log.warning("quic: %d bytes of partial packets held (limit %d)", self.buffered, self.max_buffered)
+            conn._violation("too many bytes of partial packets held", conn.incoming_bytes, "buffer_full")
 
     # -- sending -----------------------------------------------------------------------
 

@@ -151,7 +151,26 @@ def test_verify_names_two_bad_shares_among_n_plus_two(backup) -> None:
     short[2] = short[2][:10]
     with pytest.raises(NeedMoreShares) as caught:
         verify_block(ECC, decoder.version_key.key, BACKUP_ID, 0, {i: short[i] for i in (0, 1, 2, 3)})
-    assert caught.value.bad == {2}
+    assert caught.value.bad == frozenset()  # a size alone does not say which side is wrong
+    position, kind = ECC.share_owner(6)
+    more = {i: short[i] for i in (1, 2, 3, 4)} | {6: pieces[make_piece_id(BACKUP_ID, 0, position, kind)]}
+    assert verify_block(ECC, decoder.version_key.key, BACKUP_ID, 0, more).bad == {2}
+
+
+def test_verify_is_not_fooled_by_two_suppliers_truncating_alike(backup) -> None:
+    """Positions 0 and 1 send both their shares cut the same way: 4 short, 4 good. The
+    short ones outnumber the good ones at first; none may be blamed until the block opens."""
+    _top, pieces, _target, decoder = backup
+    shares = {}
+    for index in range(8):
+        position, kind = ECC.share_owner(index)
+        data = pieces[make_piece_id(BACKUP_ID, 0, position, kind)]
+        shares[index] = data[:len(data) // 2] if position in (0, 1) else data
+    with pytest.raises(NeedMoreShares) as caught:
+        verify_block(ECC, decoder.version_key.key, BACKUP_ID, 0, {i: shares[i] for i in (0, 1, 2, 3, 4, 5)})
+    assert caught.value.bad == frozenset()
+    block = verify_block(ECC, decoder.version_key.key, BACKUP_ID, 0, shares)
+    assert block.used == (2, 3, 6, 7) and block.bad == {0, 1, 4, 5}
 
 
 def test_fetcher_prefers_answering_suppliers_data_then_parity() -> None:

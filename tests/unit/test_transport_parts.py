@@ -99,6 +99,13 @@ class _Manager:
         self.frames: list[bytes] = []
         self.rejected: list[str] = []
         self.answers: list[Deferred[InboxResult]] = []
+        self.buffered = 0
+
+    def buffered_change(self, delta: int) -> None:
+        self.buffered += delta
+
+    def shed(self) -> None:
+        pass
 
     def inbox(self, data: bytes, proto: str, peer: Any) -> Deferred[InboxResult]:
         self.frames.append(data)
@@ -162,6 +169,7 @@ def test_reading_pauses_while_too_many_frames_are_verified() -> None:
     proto, transport = _connected(manager)
     proto.dataReceived(b"".join(encode_frame(bytes([i]) * 10) for i in range(5)))
     assert len(manager.frames) == 5 and transport.producerState == "paused"
+    assert manager.buffered == 0, "whole frames are not counted as held"
     for answer in manager.answers[:2]:
         answer.callback(InboxResult("http://127.0.0.1:8084/alice.xml"))
     assert transport.producerState == "producing"

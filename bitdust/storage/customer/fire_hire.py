@@ -4,8 +4,10 @@ Each decision picks at most one job, in this order:
 
 1. an empty position: hire (find a random node, ask it, put it there once it Acks);
 2. a replacement asked through the API (``supplier_replace``/``supplier_change``);
-3. a supplier that refused us, dropped us (CancelService), or stayed OFFLINE longer
-   than ``services/employer/critically-offline-seconds``: replace it.
+3. a supplier that refused us, dropped us (CancelService), stayed OFFLINE longer
+   than ``services/employer/critically-offline-seconds``, or failed
+   ``services/employer/piece-failures-limit`` piece requests (corrupt pieces, wrong or
+   no answers: :mod:`bitdust.storage.restore.strikes`, read through ``failing``): replace it.
 
 A candidate is asked first and takes the position only once it answered Ack, so a
 position is never left empty waiting for a node that says no. Only one job runs at a
@@ -138,6 +140,8 @@ class FireHire(Automat):
         self.refusals = refusals
         self.offline_limit = offline_limit
         self.unrebuilt: Callable[[], set[int]] = set
+        self.failing: Callable[[str], str | None] = lambda _idurl: None
+        """Why a supplier that answers pings should still go (piece failures), or None."""
         self.job: Job | None = None
         self.last_outcome = ""
         self._requests: dict[int, Job] = {}
@@ -216,6 +220,10 @@ class FireHire(Automat):
         for view in bad:
             if may_replace(views, view.position, unrebuilt):
                 return Job(view.position, reason=f"{view.idurl} is {view.state}", bad=True)
+        for view in views:
+            why = self.failing(view.idurl) if view.state == CONNECTED else None
+            if why and may_replace(views, view.position, unrebuilt):
+                return Job(view.position, reason=f"{view.idurl} {why}", bad=True)
         return None
 
     def _drop_request(self, position: int, why: str) -> None:

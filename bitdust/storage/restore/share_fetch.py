@@ -12,6 +12,13 @@ its reason, and the next candidate is asked; when no candidate is left, the fetc
 with what it has and the caller reports :meth:`ShareFetcher.missing_report`. A share
 that fails verification is dropped with :meth:`ShareFetcher.reject` and counts as one
 more failure of its supplier.
+
+Failures that say something about the supplier itself (a piece proven corrupt, a wrong
+answer, no answer while it was online) also go to :attr:`SupplierHealth.report`, which
+the restore service points at the customer's :class:`~bitdust.storage.restore.strikes.PieceStrikes`:
+that is how fire_hire learns of a supplier that answers pings but fails at serving pieces.
+The supplier is the one asked, remembered per request: the position may change hands
+while a block is being fetched.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from twisted.python.failure import Failure
 
 from bitdust.storage.ecc import EccMap
 from bitdust.storage.ids import make_piece_id
+from bitdust.storage.motion.errors import PieceRefused, PieceTimeout
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,12 @@ class SupplierHealth:
     good: dict[int, int] = field(default_factory=dict)
     failed: dict[int, int] = field(default_factory=dict)
     corrupt: dict[int, int] = field(default_factory=dict)
+    report: Callable[[str, str, str], None] | None = None
+    """(supplier idurl, strike kind, why): failures that count against the supplier."""
+
+    def strike(self, idurl: str | None, kind: str, why: str) -> None:
+        if self.report is not None and idurl:
+            self.report(idurl, kind, why)
 
     def rank(self, position: int) -> int:
         """0: online and never failed in this job; 1: failed or sent a bad piece but
@@ -78,6 +92,7 @@ class ShareFetcher:
         self.fetched_bytes = 0
         self._skip = skip  # shares not to ask for (known missing: a rebuild is making them)
         self._asked: set[int] = set()
+        self._asked_from: dict[int, str | None] = {}  # share index -> the supplier asked
         self._pending: dict[int, Deferred[bytes]] = {}
         self._target = 0
         self._waiter: Deferred[dict[int, bytes]] | None = None
@@ -111,6 +126,7 @@ class ShareFetcher:
             position, _kind = self.ecc.share_owner(index)
             self.health.corrupt[position] = self.health.corrupt.get(position, 0) + 1
             self.failures[index] = why
+            self.health.strike(self._asked_from.get(index), "corrupt", f"{self._piece(index)}: {why}")
             log.warning("block %d of %s: %s from %s rejected: %s", self.number, self.backup_id,
                         self._piece(index), self.source.supplier_at(position) or f"position {position}", why)
 
@@ -145,6 +161,7 @@ class ShareFetcher:
     def _ask(self, index: int) -> None:
         self._asked.add(index)
         position, _kind = self.ecc.share_owner(index)
+        self._asked_from[index] = self.source.supplier_at(position)
         request = self.source.retrieve_piece(position, self._piece(index), self.timeout)
         self._pending[index] = request
         request.addCallbacks(self._got, self._failed, callbackArgs=(index,), errbackArgs=(index,))
@@ -165,6 +182,10 @@ class ShareFetcher:
         self.health.failed[position] = self.health.failed.get(position, 0) + 1
         who = self.source.supplier_at(position) or f"position {position} (no supplier)"
         self.failures[index] = f"{who}: {failure.getErrorMessage()}"
+        if failure.check(PieceTimeout) and self.health.online(position):
+            self.health.strike(self._asked_from.get(index), "no-answer", f"{self._piece(index)}: no answer")
+        elif isinstance(failure.value, PieceRefused) and failure.value.code == "bad-request":
+            self.health.strike(self._asked_from.get(index), "wrong-answer", failure.getErrorMessage())
         self._top_up()
 
     def _finish(self) -> None:

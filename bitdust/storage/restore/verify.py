@@ -15,7 +15,6 @@ and never passed on by a rebuild).
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ a zfec decode and an AES-GCM check of one block)."""
 
 class NeedMoreShares(Exception):
     """No combination of the shares given opens the block; ``bad`` are shares known to
-    be wrong (not the size of the others), ``tried`` says how many combinations failed."""
+    be wrong without opening it (empty ones), ``tried`` says how many combinations failed."""
 
     def __init__(self, number: int, bad: frozenset[int], tried: int, reason: str) -> None:
         super().__init__(f"block {number}: {reason}")
@@ -53,37 +52,46 @@ class VerifiedBlock:
 def verify_block(ecc: EccMap, key: bytes, backup_id: str, number: int,
                  shares: Mapping[int, bytes]) -> VerifiedBlock:
     """Open block ``number`` from ``shares`` (indexes 0..2N-1); NeedMoreShares if none of
-    the combinations tried verifies. Data shares are tried first: they need no arithmetic."""
-    usable, bad = _common_size(shares)
-    if len(usable) < ecc.k:
-        raise NeedMoreShares(number, bad, 0, f"{len(usable)} usable shares of the {ecc.k} needed")
-    indexes = sorted(usable)
+    the combinations tried verifies. Data shares are tried first: they need no arithmetic.
+
+    zfec gives every share of a block one size, so only shares of one size are combined,
+    the sizes held by most shares first. A share is named bad only once the block opened
+    (it differs from the re-encoded block) or when it is empty: before that, a size that
+    differs from the others proves nothing about *which* side is wrong (two suppliers that
+    truncate the same way outnumber the honest shares of the first fetch), and blaming
+    honest shares would both count them against good suppliers and throw away the very
+    shares the block needs."""
+    bad = frozenset(i for i, data in shares.items() if not data)
+    groups = _size_groups(shares)
+    usable = max((len(group) for group in groups), default=0)
+    if usable < ecc.k:
+        raise NeedMoreShares(number, bad, 0, f"{usable} shares of one size, {ecc.k} needed")
     tried = 0
     last_error = ""
-    for combo in itertools.combinations(indexes, ecc.k):
-        if tried >= MAX_TRIES:
-            break
-        tried += 1
-        try:
-            sealed = ecc.decode({i: usable[i] for i in combo})
-            opened = open_block(key, backup_id, number, sealed)
-        except (AuthenticationError, EccError) as exc:
-            last_error = str(exc)
+    for group in groups:
+        if len(group) < ecc.k:
             continue
-        return VerifiedBlock(opened, sealed, combo, bad | _mismatched(ecc, sealed, usable, combo))
-    raise NeedMoreShares(number, bad, tried, f"no {ecc.k} of the {len(indexes)} shares verify ({last_error})")
+        for combo in itertools.combinations(group, ecc.k):
+            if tried >= MAX_TRIES:
+                break
+            tried += 1
+            try:
+                sealed = ecc.decode({i: shares[i] for i in combo})
+                opened = open_block(key, backup_id, number, sealed)
+            except (AuthenticationError, EccError) as exc:
+                last_error = str(exc)
+                continue
+            return VerifiedBlock(opened, sealed, combo, bad | _mismatched(ecc, sealed, shares, combo))
+    raise NeedMoreShares(number, bad, tried, f"no {ecc.k} of the {len(shares)} shares verify ({last_error})")
 
 
-def _common_size(shares: Mapping[int, bytes]) -> tuple[dict[int, bytes], frozenset[int]]:
-    """Shares of the size most of them have (ties: the size of the lowest index); the
-    others cannot belong to this block (zfec gives every share of a block one size)."""
-    if not shares:
-        return {}, frozenset()
-    counts = Counter(len(data) for data in shares.values())
-    best = max(counts.values())
-    size = next(len(shares[i]) for i in sorted(shares) if counts[len(shares[i])] == best)
-    usable = {i: data for i, data in shares.items() if len(data) == size and size > 0}
-    return usable, frozenset(set(shares) - set(usable))
+def _size_groups(shares: Mapping[int, bytes]) -> list[list[int]]:
+    """Indexes of the non-empty shares grouped by size: biggest group first, ties by lowest index."""
+    by_size: dict[int, list[int]] = {}
+    for index in sorted(shares):
+        if shares[index]:
+            by_size.setdefault(len(shares[index]), []).append(index)
+    return sorted(by_size.values(), key=lambda group: (-len(group), group[0]))
 
 
 def _mismatched(ecc: EccMap, sealed: bytes, shares: Mapping[int, bytes], used: tuple[int, ...]) -> frozenset[int]:
