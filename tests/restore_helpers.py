@@ -114,6 +114,16 @@ class FakeMotion:
         return succeed(None)
 
 
+    def delete_backups(self, position: int, backup_ids: list[str]) -> Deferred[None]:
+        """DeleteBackup: every piece under the given backup (or storage) IDs goes."""
+        if position not in self.stores or position in self.dead:
+            return fail(PieceRefused("timeout", f"s{position} does not answer"))
+        prefixes = tuple(backup_id + "/" for backup_id in backup_ids)
+        for piece_id in [p for p in self.stores[position] if p.startswith(prefixes)]:
+            del self.stores[position][piece_id]
+        return succeed(None)
+
+
 def spread(pieces: dict[str, bytes], suppliers: int) -> dict[int, dict[str, bytes]]:
     stores: dict[int, dict[str, bytes]] = {p: {} for p in range(suppliers)}
     for piece_id, data in pieces.items():

@@ -154,11 +154,11 @@ def backup_delete_id(node: Node, path_id_or_backup_id: Any) -> Generator[Any, An
             yield job.finished
             return ok(f"version {backup_id} was deleted from remote peers")
         try:
-            parts.catalog.remove_version(backup_id)
+            gone = parts.catalog.remove_version(backup_id)
         except CatalogError as exc:
             return error(f"backup_delete_id: {exc}")
         parts.catalog.save()
-        note = yield _delete_remote(parts, [backup_id])
+        note = yield _delete_remote(parts, gone.storage_ids(backup_id.rpartition("/")[0]))  # re-encoded ones too
         return ok(f"version {backup_id} was deleted from remote peers{note}")
     note = yield _delete_items(service, parts, [item])
     return ok(f"item {item.path_id} was deleted from remote peers{note}")
@@ -196,7 +196,7 @@ def _delete_items(service: BackupsService, parts: Parts, items: list[CatalogItem
         if catalog.get(item.path_id) is None:
             continue  # below another item of the list, gone with it
         for gone in catalog.remove_item(item.path_id):
-            backup_ids += [make_backup_id(gone.path_id, v) for v in gone.versions]
+            backup_ids += [where for v in gone.versions.values() for where in v.storage_ids(gone.path_id)]
     catalog.save()
     note = yield _delete_remote(parts, backup_ids)
     return note

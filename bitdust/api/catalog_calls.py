@@ -67,13 +67,16 @@ def backups_list(node: Node, catalog: Catalog) -> dict[str, Any]:
     'size'}]`` in tree order; ``size`` of an item is in bytes, of a version human-readable.
     ``redundancy``: pieces the suppliers hold per block (index = block), 2N when whole, as
     last counted by backup_rebuilder (empty until it has counted; see
-    :mod:`bitdust.storage.rebuild.plan`)."""
+    :mod:`bitdust.storage.rebuild.plan`). ``eccmap``: the map the version is coded with now;
+    ``reencoding``: ``""``, or ``"ecc/2x2 3/10"`` while it is being re-encoded to another
+    map after ``suppliers-number`` changed (blocks done of all; see :mod:`bitdust.storage.reencode`)."""
     return ok([
         {
             "path": item.local_path,
             "versions": [
                 {"version": v.version, "blocks": v.blocks, "size": format_size(v.size),
-                 "redundancy": list(v.redundancy)}
+                 "redundancy": list(v.redundancy), "eccmap": v.ecc,
+                 "reencoding": f"{v.reencode.ecc} {v.reencode.done}/{v.blocks}" if v.reencode is not None else ""}
                 for v in item.sorted_versions(complete_only=True)
             ],
             "type": item.type.value,

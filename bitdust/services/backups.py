@@ -4,6 +4,11 @@ Needs the catalog (service_backup_db), data motion, the ECC worker and the custo
 service_rebuilding regenerates what local copies cannot give back. Stopping aborts the
 running jobs (their partial pieces are deleted, no half version stays) and waits for
 them, at most :data:`STOP_WAIT_SECONDS`.
+
+It also runs the re-encoder (:mod:`bitdust.storage.reencode`): when
+``services/customer/suppliers-number`` changes, stored versions are coded again with the
+new map in the background; it needs exactly what backup jobs need, so it lives here
+rather than in a service of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from bitdust.storage.backups.io import Parts
 from bitdust.storage.backups.job import BackupJob
 from bitdust.storage.backups.jobs import BackupJobs
 from bitdust.storage.backups.monitor import BackupMonitor
+from bitdust.storage.reencode.env import NodeReencodeEnv
+from bitdust.storage.reencode.reencoder import Reencoder
 
 if TYPE_CHECKING:
     from bitdust.node import Node
@@ -39,6 +46,8 @@ class BackupsService(Service):
         super().__init__(node)
         self.jobs: BackupJobs | None = None
         self.monitor: BackupMonitor | None = None
+        self.reencoder: Reencoder | None = None
+        self._config_listener = self._on_config_change
 
     def start(self) -> Deferred[None]:
         return maybeDeferred(self._start)
@@ -52,15 +61,21 @@ class BackupsService(Service):
                                      self._ask_rebuilder, self._may_collect)
         self.monitor.event("init")
         self.monitor.restart()
+        self.reencoder = Reencoder(self.node.clock, NodeReencodeEnv(self.node, self.name))
+        self.reencoder.start()
+        self.node.config.listen("services/customer/", self._config_listener)
 
     def stop(self) -> Deferred[None]:
+        self.node.config.unlisten(self._config_listener)
         monitor, self.monitor = self.monitor, None
         if monitor is not None:
             monitor.event("shutdown")
+        reencoder, self.reencoder = self.reencoder, None
+        endings = [reencoder.stop()] if reencoder is not None else []
         jobs, self.jobs = self.jobs, None
-        if jobs is None:
+        if jobs is None and not endings:
             return succeed(None)
-        endings = jobs.close()
+        endings += jobs.close() if jobs is not None else []
         if not endings:
             return succeed(None)
         waiting = DeferredList(endings, consumeErrors=True).addTimeout(STOP_WAIT_SECONDS, self.node.clock)
@@ -92,6 +107,11 @@ class BackupsService(Service):
         rebuilder: Any = getattr(service, "rebuilder", None)
         if rebuilder is not None and self.node.services.is_on("service_rebuilding"):
             rebuilder.event("check")
+
+    def _on_config_change(self, key: str, _old: Any, _new: Any) -> None:
+        if key == "services/customer/suppliers-number" and self.reencoder is not None:
+            reencoder = self.reencoder
+            self.node.clock.callLater(0, reencoder.kick)  # after the customer resized its list
 
     def _job_ended(self, job: BackupJob) -> None:
         if self.monitor is not None and job.state != "DONE":

@@ -5,9 +5,12 @@ The list of positions lives in ``<home>/customer/suppliers.json``
 suppliers for the very same positions. Each supplier is asked for
 ``ceil(services/customer/needed-space / N)`` bytes under ``ecc/NxN``, and asked again
 every ``services/customer/recheck-seconds`` (and on ``suppliers_ping()``): that is the
-liveness check. When ``services/customer/suppliers-number`` changes the list is only
-resized (positions past the new N are let go, new ones start empty): re-encoding the
-stored data for the new map is a later part of the pipeline.
+liveness check. When ``services/customer/suppliers-number`` changes the list is resized:
+new positions start empty (fire_hire hires for them), and positions past a smaller N are
+*retained* -- still connected and asked for their space under the old map -- because the
+versions coded with that map live on them until the re-encoder (run by service_backups,
+:mod:`bitdust.storage.reencode`) has moved every version to the new map; it then calls
+:meth:`CustomerService.release_retained`, and only then are they let go.
 
 This service never hires or fires on its own: fire_hire (service_employer) decides
 and uses :meth:`CustomerService.probe` and :meth:`CustomerService.commit`. Listeners
@@ -35,6 +38,7 @@ from bitdust.storage.customer.finder import RecentRefusals
 from bitdust.storage.customer.fire_hire import PositionView
 from bitdust.storage.customer.link import MarketLink
 from bitdust.storage.customer.suppliers import SupplierList
+from bitdust.storage.restore.strikes import PieceStrikes
 from bitdust.transport.gateway import Gateway
 from bitdust.transport.packet import Command, Packet
 
@@ -54,6 +58,12 @@ class CustomerService(Service):
         self.suppliers: SupplierList | None = None
         self.connectors: dict[int, SupplierConnector] = {}
         self.refusals = RecentRefusals(node.clock)
+        config = node.config
+        self.strikes = PieceStrikes(node.clock, lambda: int(config.get("services/employer/piece-failures-limit")),
+                                    lambda: float(config.get("services/employer/piece-failures-seconds")),
+                                    lambda _idurl: self._changed())
+        """Piece failures per supplier (restores report them): fire_hire replaces a supplier
+        that reaches the limit even while it answers every ping."""
         self.link: MarketLink | None = None
         self._gateway: Gateway | None = None
         self._recheck: LoopingCall | None = None
@@ -79,7 +89,7 @@ class CustomerService(Service):
         self._gateway.add_handler(Command.Files, self._files_handler)
         self._gateway.add_handler(Command.CancelService, self._cancel_handler)
         config.listen("services/customer/", self._config_listener)
-        for slot in self.suppliers.slots():
+        for slot in self.suppliers.slots() + self.suppliers.retained():
             if slot.idurl:
                 self._install(slot.position, self._new_connector(slot.idurl, slot.position))
         self._recheck = LoopingCall(self._recheck_all)
@@ -118,7 +128,8 @@ class CustomerService(Service):
         """What each supplier is asked for: an equal part of the needed space."""
         suppliers = self.running_list()
         needed = int(self.node.config.get("services/customer/needed-space"))
-        return market.ServiceRequest(max(1, math.ceil(needed / suppliers.size)), suppliers.ecc_map, position)
+        count = suppliers.size if position < suppliers.size else suppliers.span  # retained: the old share
+        return market.ServiceRequest(max(1, math.ceil(needed / count)), suppliers.request_map(position), position)
 
     def positions(self) -> list[PositionView]:
         suppliers = self.running_list()
@@ -246,14 +257,26 @@ class CustomerService(Service):
 
     def _resize(self, size: int) -> None:
         suppliers = self.running_list()
-        dropped = suppliers.resize(size)
-        for position in [p for p in self.connectors if p >= size]:
+        kept = suppliers.resize(size)
+        log.info("suppliers-number is now %d; kept until their versions are re-encoded: %s", size,
+                 ", ".join(kept) or "nobody")
+        self.ping_all()  # the ECC map in every request changed
+        self._changed()
+
+    def release_retained(self, needed: int) -> list[str]:
+        """Let go of the retained suppliers (positions past N) that no version coded with
+        ``ecc/<needed>x<needed>`` or narrower uses; they get CancelService. The re-encoder
+        calls this once the versions that needed them were switched to the new map."""
+        suppliers = self.running_list()
+        dropped = suppliers.release(needed)
+        for position in [p for p in self.connectors if p >= suppliers.span]:
             connector = self.connectors.pop(position)
             connector.remove_state_listener(self._state_listener)
             connector.event("disconnect")
-        log.info("suppliers-number is now %d; let go: %s", size, ", ".join(dropped) or "nobody")
-        self.ping_all()  # the ECC map in every request changed
-        self._changed()
+        if dropped:
+            log.info("retained suppliers released (no version needs them any more): %s", ", ".join(dropped))
+            self._changed()
+        return dropped
 
 
 def running_customer(node: Node, what: str) -> CustomerService:

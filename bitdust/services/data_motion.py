@@ -61,7 +61,7 @@ class DataMotionService(Service):
             suppliers = running_customer(self.node, self.name).running_list()
         except ServiceUnavailable:
             return None
-        if not 0 <= position < suppliers.size:
+        if not 0 <= position < suppliers.span:  # retained positions too: old versions live there
             return None
         return suppliers.idurl(position) or None
 

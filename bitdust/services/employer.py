@@ -44,6 +44,7 @@ class EmployerService(Service):
                                      customer.refusals)
         self.fire_hire = FireHire(self.node.clock, self.node.automats, customer, self.finder, customer.refusals,
                                   lambda: float(config.get("services/employer/critically-offline-seconds")))
+        self.fire_hire.failing = customer.strikes.failing
         customer.add_change_listener(self._change_listener)
         self.node.add_identity_listener(self._change_listener)
         self.fire_hire.event("init")
@@ -78,7 +79,9 @@ class EmployerService(Service):
         customer = self._customer
         if not isinstance(service, NodesLookupService) or customer is None:
             return fail(ServiceUnavailable("service_nodes_lookup is not running"))
-        return service.find(count, exclude, customer.running_list().ecc_map)
+        suppliers = customer.running_list()
+        retained = {slot.idurl for slot in suppliers.retained() if slot.idurl}  # hold one position each already
+        return service.find(count, exclude | retained, suppliers.ecc_map)
 
 
 def running_employer(node: Node, what: str) -> EmployerService:

@@ -49,7 +49,7 @@ class ListFilesService(Service):
         self._lister = FileLister(gateway, lambda: float(config.get("services/customer/request-timeout-seconds")))
         self._lister.start()
         self.orator = ListFilesOrator(self.node.clock, self.node.automats, self._lister.list_files,
-                                      self._supplier_at, lambda: customer.running_list().size)
+                                      self._supplier_at, lambda: customer.running_list().span)
         self.orator.event("init")
         customer.add_change_listener(self._change_listener)
         customer.add_replaced_listener(self._replaced_listener)
@@ -94,7 +94,8 @@ class ListFilesService(Service):
             suppliers = running_customer(self.node, self.name).running_list()
         except ServiceUnavailable:
             return None
-        return suppliers.idurl(position) or None if 0 <= position < suppliers.size else None
+        # retained positions too (kept for versions not re-encoded yet): their redundancy counts
+        return suppliers.idurl(position) or None if 0 <= position < suppliers.span else None
 
     def _on_replaced(self, position: int, _old: str, _new: str) -> None:
         self.refresh(position)

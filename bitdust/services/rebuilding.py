@@ -108,7 +108,7 @@ class RebuildingService(Service):
         catalog = self._catalog()
         if catalog is None:
             return None
-        return [VersionInfo(f"{item.path_id}/{v.version}", v.ecc, v.blocks, v.wrapped_key)
+        return [VersionInfo(f"{item.path_id}/{v.version}", v.ecc, v.blocks, v.wrapped_key, v.storage_id(item.path_id))
                 for item, v in catalog.complete_backups()]
 
     def catalog_revision(self) -> int | None:

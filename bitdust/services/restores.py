@@ -8,6 +8,7 @@ left half-written behind a stopped daemon.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,15 @@ from twisted.internet.threads import deferToThreadPool
 
 from bitdust.services.service import Service, ServiceUnavailable
 from bitdust.storage.customer.connector import CONNECTED
+from bitdust.storage.pipeline.tar_extract import clean_up_journals
 from bitdust.storage.restore.jobs import RestoreJobs
 from bitdust.storage.restore.target import RestoreError, resolve
 from bitdust.storage.restore.worker import DEPTH, PIECE_TIMEOUT, RestoreWorker
 
 if TYPE_CHECKING:
     from bitdust.node import Node
+
+log = logging.getLogger(__name__)
 
 
 class RestoresService(Service):
@@ -37,8 +41,12 @@ class RestoresService(Service):
         return maybeDeferred(self._start)
 
     def _start(self) -> None:
+        journals = self.node.home.temp / "restores"
+        for leftover in clean_up_journals(journals):  # restores a crash cut short (see tar_extract)
+            log.info("removed %s, left by a restore cut short by a crash", leftover)
         self.jobs = RestoreJobs(self.node.clock, self.node.automats, self._run_in_thread, lambda: self.node.key,
-                                self._my_idurl, self._online, self.depth, self.piece_timeout)
+                                self._my_idurl, self._online, self.depth, self.piece_timeout, self._strike,
+                                journals=journals)
 
     def stop(self) -> Deferred[None]:
         jobs, self.jobs = self.jobs, None
@@ -75,6 +83,16 @@ class RestoresService(Service):
     def _my_idurl(self) -> str:
         me = self.node.my_identity
         return me.idurl if me is not None else ""
+
+    def _strike(self, idurl: str, kind: str, why: str) -> None:
+        """A piece failure that counts against a supplier: service_customer adds them up
+        for fire_hire (nothing to tell when the customer service is off)."""
+        from bitdust.services.customer import CustomerService
+
+        service = self.node.services.instance("service_customer") \
+            if self.node.services.installed("service_customer") else None
+        if isinstance(service, CustomerService):
+            service.strikes.record(idurl, kind, why)
 
     def _online(self, position: int) -> bool:
         """Whether the supplier at ``position`` is CONNECTED now: asked first when it is."""

@@ -46,6 +46,35 @@ def is_catalog_copy(piece_or_backup_id: str) -> bool:
     return piece_or_backup_id.partition("/")[0] == CATALOG_PATH_ID
 
 
+REENCODED_PATH_ID = "9" * (MAX_NUMBER_DIGITS - 1) + "8"
+"""Reserved top-level path ID under which re-encoded generations of a version are kept.
+
+When ``suppliers-number`` changes, a version is coded again with the new ``ecc/NxN`` map
+(:mod:`bitdust.storage.reencode`). Its new pieces must not collide with the old ones on
+a supplier that keeps a position in both maps (``0-0-Data`` exists in every map), and the
+old ones must stay readable until the switch. So generation ``g >= 1`` of backup
+``<pathID>/<version>`` is stored as ``999999999998/<g>/<pathID>/<version>/<block>-<i>-<kind>``
+(:func:`storage_id`): valid piece IDs for every supplier as they are, a folder of their own
+on the supplier (deleting one generation is one DeleteBackup), while the version keeps its
+backup ID -- which is also what each block's AEAD tag authenticates, so re-encoding never
+re-seals. Generation 0 (the backup job's) is stored under the backup ID itself."""
+
+
+def storage_id(backup_id: str, generation: int) -> str:
+    """Where generation ``generation`` of ``backup_id`` keeps its pieces (see :data:`REENCODED_PATH_ID`)."""
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise IdError(f"generation must be a non-negative int, got {generation!r}")
+    backup_id = parse_backup_id(backup_id)
+    if generation == 0:
+        return backup_id
+    return parse_backup_id(f"{REENCODED_PATH_ID}/{generation}/{backup_id}")
+
+
+def is_reencoded(piece_or_backup_id: str) -> bool:
+    """True for a piece or backup ID under :data:`REENCODED_PATH_ID`."""
+    return piece_or_backup_id.partition("/")[0] == REENCODED_PATH_ID
+
+
 class IdError(ValueError):
     """A path ID, version, backup ID or piece ID is malformed."""
 

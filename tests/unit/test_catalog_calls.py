@@ -50,7 +50,8 @@ def test_backups_list_matches_the_spec_example() -> None:
     assert by_id["0/0/1/0"] == {"path": "/Users/veselin/Documents/python", "versions": [], "type": "parent",
                                 "id": "0/0/1/0", "size": 5754439}
     assert by_id["0/0/1/0/0"] == {"path": chm, "type": "file", "id": "0/0/1/0/0", "size": 5754439,
-                                  "versions": [{"version": V1, "blocks": 1, "size": "11 MB", "redundancy": []}]}
+                                  "versions": [{"version": V1, "blocks": 1, "size": "11 MB", "redundancy": [],
+                                                "eccmap": "ecc/4x4", "reencoding": ""}]}
     assert by_id["0/0/0"]["type"] == "dir"
     assert [e["id"] for e in answer["result"]] == ["0", "0/0", "0/0/0", "0/0/1", "0/0/1/0", "0/0/1/0/0", "0/0/1/1"]
     ids = catalog_calls.backups_id_list(None, catalog)  # type: ignore[arg-type]

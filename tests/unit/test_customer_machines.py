@@ -431,7 +431,9 @@ def test_supplier_list_survives_reload_and_resize(tmp_path: Path) -> None:
     again = SupplierList.load(path, 4)
     assert [(s.position, s.idurl, s.connected) for s in again.slots()] == [
         (0, idurl("a"), 2000.0), (1, "", None), (2, idurl("c"), 1000.0), (3, "", None)]
-    assert again.resize(2) == [idurl("c")]
+    assert again.resize(2) == [idurl("c")]  # retained (see bitdust.storage.reencode), not dropped
+    assert (again.size, again.span, [s.idurl for s in again.retained()]) == (2, 4, [idurl("c"), ""])
+    assert again.release(2) == [idurl("c")]
     assert SupplierList.load(path, 7).idurls() == [idurl("a")]
     with pytest.raises(SupplierListError):
         again.assign(1, idurl("a"), None)

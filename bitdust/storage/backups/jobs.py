@@ -145,9 +145,9 @@ class BackupJobs:
         old = item.sorted_versions(complete_only=True)[:-keep]
         if not old:
             return
-        gone = [make_backup_id(path_id, v.version) for v in old]
-        for backup_id in gone:
-            parts.catalog.remove_version(backup_id)
+        gone = [where for v in old for where in v.storage_ids(path_id)]  # re-encoded generations too
+        for version in old:
+            parts.catalog.remove_version(make_backup_id(path_id, version.version))
         parts.catalog.save()
         delete_remote(parts, gone).addErrback(
             lambda f: log.info("older versions %s: %s (backup_monitor retries)", gone, f.getErrorMessage()))

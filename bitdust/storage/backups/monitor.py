@@ -125,7 +125,10 @@ class BackupMonitor(Automat):
         if stale:
             catalog.save()
             report["stale"] = len(stale)
-        known = {make_backup_id(item.path_id, v.version) for item, v in catalog.complete_backups()} | busy
+        # every generation of a version (re-encoded ones live elsewhere: ids.storage_id) is
+        # known; retired ones are the re-encoder's to delete once no restore reads them
+        known = {v.storage_id(item.path_id, g) for item, v in catalog.complete_backups()
+                 for g in v.generations()} | busy
         size = parts.customer.running_list().size
         sends = []
         deletes = []
@@ -159,7 +162,7 @@ class BackupMonitor(Automat):
                 continue
             if position >= ecc.suppliers:
                 continue
-            backup_id = make_backup_id(item.path_id, version.version)
+            backup_id = version.storage_id(item.path_id)
             for block in range(version.blocks):
                 for kind in (PieceKind.DATA, PieceKind.PARITY):
                     piece_id = make_piece_id(backup_id, block, position, kind)

@@ -14,6 +14,8 @@ from bitdust.storage.catalog.model import (
     CatalogVersion,
     ItemType,
     LocalPathError,
+    Reencoding,
+    Retired,
     VersionState,
 )
 from bitdust.storage.catalog.store import CatalogStore
@@ -29,6 +31,8 @@ __all__ = [
     "ItemType",
     "LocalPath",
     "LocalPathError",
+    "Reencoding",
+    "Retired",
     "TreeScan",
     "VersionState",
     "check_local_path",

@@ -13,7 +13,11 @@ Layout (``format_version`` 1)::
                 "size": 0, "bound": false, "next": 1, "versions": []}, ...]}
 
 A version: ``{"version", "state", "ecc", "blocks", "size", "source_size",
-"key" (the wrapped data key, base64), "redundancy" (pieces per block)}``.
+"key" (the wrapped data key, base64), "redundancy" (pieces per block)}``, and only when
+they are not the default (so catalogs that never saw a re-encoding keep their bytes):
+``"generation"`` (int, default 0), ``"reencode"`` (``{"ecc", "generation", "done"}``, a
+re-encoding under way) and ``"retired"`` (``[{"ecc", "generation"}, ...]``, generations
+whose pieces are still to be deleted); see :mod:`bitdust.storage.reencode`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from bitdust.storage.catalog.model import (
     CatalogItem,
     CatalogVersion,
     ItemType,
+    Reencoding,
+    Retired,
     VersionState,
 )
 from bitdust.storage.catalog.tree import MAX_ITEMS, MAX_VERSIONS, Catalog, checked_ecc
@@ -78,7 +84,7 @@ def _item_record(item: CatalogItem) -> dict[str, Any]:
 
 
 def _version_record(version: CatalogVersion) -> dict[str, Any]:
-    return {
+    record: dict[str, Any] = {
         "version": version.version,
         "state": version.state.value,
         "ecc": version.ecc,
@@ -88,6 +94,14 @@ def _version_record(version: CatalogVersion) -> dict[str, Any]:
         "key": base64.b64encode(version.wrapped_key).decode("ascii"),
         "redundancy": list(version.redundancy),
     }
+    if version.generation:
+        record["generation"] = version.generation
+    if version.reencode is not None:
+        pending = version.reencode
+        record["reencode"] = {"ecc": pending.ecc, "generation": pending.generation, "done": pending.done}
+    if version.retired:
+        record["retired"] = [{"ecc": r.ecc, "generation": r.generation} for r in version.retired]
+    return record
 
 
 def _from_document(document: object, max_items: int) -> Catalog:
@@ -163,8 +177,35 @@ def _load_version(record: dict[str, Any], where: str, ecc_names: set[str]) -> Ca
     redundancy = _field(record, "redundancy", list, where)
     if any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in redundancy):
         raise CatalogError(f"{where} has a bad redundancy list")
-    return CatalogVersion(name, ecc, key, state, _count(record, "blocks", where), _count(record, "size", where),
-                          _count(record, "source_size", where), redundancy)
+    loaded = CatalogVersion(name, ecc, key, state, _count(record, "blocks", where), _count(record, "size", where),
+                            _count(record, "source_size", where), redundancy)
+    _load_generations(loaded, record, where, ecc_names)
+    return loaded
+
+
+def _load_generations(version: CatalogVersion, record: dict[str, Any], where: str, ecc_names: set[str]) -> None:
+    """The optional re-encoding fields; generations must all differ (each names a folder
+    of pieces on the suppliers, and two names for one folder would delete live pieces)."""
+    version.generation = _count(record, "generation", where) if "generation" in record else 0
+    if "reencode" in record:
+        pending = _mapping(record["reencode"], f"re-encoding of {where}")
+        ecc = _field(pending, "ecc", str, where)
+        if ecc not in ecc_names:
+            ecc_names.add(checked_ecc(ecc))
+        version.reencode = Reencoding(ecc, _count(pending, "generation", where), _count(pending, "done", where))
+        if version.reencode.done > version.blocks or not version.complete:
+            raise CatalogError(f"{where} has a re-encoding it cannot have")
+    for entry in _field(record, "retired", list, where) if "retired" in record else []:
+        old = _mapping(entry, f"a retired generation of {where}")
+        ecc = _field(old, "ecc", str, where)
+        if ecc not in ecc_names:
+            ecc_names.add(checked_ecc(ecc))
+        version.retired.append(Retired(ecc, _count(old, "generation", where)))
+    generations = [version.generation, *(r.generation for r in version.retired)]
+    if version.reencode is not None:
+        generations.append(version.reencode.generation)
+    if len(set(generations)) != len(generations):
+        raise CatalogError(f"{where} names one generation of pieces twice")
 
 
 def _repair_counters(catalog: Catalog) -> None:

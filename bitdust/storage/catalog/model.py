@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bitdust.storage.ids import version_key
+from bitdust.storage.ids import storage_id, version_key
 
 
 class CatalogError(ValueError):
@@ -53,6 +53,29 @@ class VersionState(StrEnum):
 
 
 @dataclass
+class Reencoding:
+    """A re-encoding of a complete version to another ECC map, under way.
+
+    Its pieces go to generation ``generation`` (:func:`bitdust.storage.ids.storage_id`);
+    ``done`` blocks (0..done-1) have every new piece acknowledged, so a restarted daemon
+    goes on from there. The version's own ``ecc`` and ``generation`` keep naming the pieces
+    a restore uses until :meth:`bitdust.storage.catalog.tree.Catalog.switch_reencoded`."""
+
+    ecc: str
+    generation: int
+    done: int = 0
+
+
+@dataclass(frozen=True)
+class Retired:
+    """A generation whose pieces are no longer used (replaced or abandoned) and still
+    have to be deleted from the suppliers (positions ``0..N-1`` of ``ecc``)."""
+
+    ecc: str
+    generation: int
+
+
+@dataclass
 class CatalogVersion:
     """One backup of an item. ``size`` is what the suppliers store for it (all pieces,
     which is what the original BitDust showed as a version's size), ``source_size``
@@ -69,10 +92,31 @@ class CatalogVersion:
     # the suppliers listed at their own positions (2N = whole, < N = not restorable now),
     # counted by backup_rebuilder (bitdust.storage.rebuild.plan); empty until counted.
     redundancy: list[int] = field(default_factory=list)
+    # Which coding of the blocks is current: 0 for the backup job's own pieces, one more at
+    # every re-encoding (a new suppliers-number); see bitdust.storage.ids.REENCODED_PATH_ID.
+    generation: int = 0
+    reencode: Reencoding | None = None
+    retired: list[Retired] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return self.state is VersionState.COMPLETE
+
+    def storage_id(self, path_id: str, generation: int | None = None) -> str:
+        """Where the pieces of ``generation`` (default: the current one) are kept."""
+        return storage_id(f"{path_id}/{self.version}", self.generation if generation is None else generation)
+
+    def storage_ids(self, path_id: str) -> list[str]:
+        """Every place its pieces may be: the backup ID, then each other generation --
+        what deleting the version must delete."""
+        return [storage_id(f"{path_id}/{self.version}", g) for g in sorted(self.generations() | {0})]
+
+    def generations(self) -> set[int]:
+        """Every generation that may have pieces on suppliers: current, under way, retired."""
+        found = {self.generation} | {r.generation for r in self.retired}
+        if self.reencode is not None:
+            found.add(self.reencode.generation)
+        return found
 
 
 @dataclass(eq=False)

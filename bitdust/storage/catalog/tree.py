@@ -28,6 +28,8 @@ from bitdust.storage.catalog.model import (
     CatalogItem,
     CatalogVersion,
     ItemType,
+    Reencoding,
+    Retired,
     VersionState,
 )
 from bitdust.storage.ecc import EccError, EccMap
@@ -183,6 +185,71 @@ class Catalog(CatalogIndex):
         del item.versions[record.version]
         self._changed()
         return record
+
+    # -- re-encoding (bitdust.storage.reencode) ----------------------------------------
+
+    def begin_reencode(self, backup_id: str, ecc: str) -> Reencoding:
+        """Start coding a complete version again with ``ecc``, into a fresh generation (one
+        above every generation it ever had, so no leftover piece can be mistaken for a new
+        one). The version's current pieces stay the ones restores use."""
+        _item, record = self.version(backup_id)
+        ecc = checked_ecc(ecc)
+        if not record.complete:
+            raise CatalogError(f"version {backup_id} is not complete; only complete versions are re-encoded")
+        if record.reencode is not None:
+            raise CatalogError(f"version {backup_id} is already being re-encoded to {record.reencode.ecc}")
+        if ecc == record.ecc:
+            raise CatalogError(f"version {backup_id} is already coded with {ecc}")
+        record.reencode = Reencoding(ecc, max(record.generations()) + 1)
+        self._changed()
+        return record.reencode
+
+    def reencode_progress(self, backup_id: str, done: int) -> None:
+        """Blocks ``0..done-1`` of the re-encoding have every new piece acknowledged."""
+        _item, record = self.version(backup_id)
+        if record.reencode is None:
+            raise CatalogError(f"version {backup_id} is not being re-encoded")
+        if not 0 <= _non_negative(done, "blocks done") <= record.blocks:
+            raise CatalogError(f"version {backup_id} has {record.blocks} blocks, not {done}")
+        record.reencode.done = done
+        self._changed()
+
+    def switch_reencoded(self, backup_id: str) -> Retired:
+        """Make the finished re-encoding the version's coding, in one change: from the next
+        save on, restores, rebuilds and the copy on the suppliers use the new map and its
+        pieces; the old generation becomes :class:`Retired` (to be deleted), returned."""
+        _item, record = self.version(backup_id)
+        pending = record.reencode
+        if pending is None:
+            raise CatalogError(f"version {backup_id} is not being re-encoded")
+        if pending.done < record.blocks:
+            raise CatalogError(f"version {backup_id}: only {pending.done} of {record.blocks} blocks are re-encoded")
+        old = Retired(record.ecc, record.generation)
+        record.retired.append(old)
+        record.ecc, record.generation, record.reencode = pending.ecc, pending.generation, None
+        record.redundancy = []
+        self._changed()
+        return old
+
+    def abandon_reencode(self, backup_id: str) -> Retired | None:
+        """Give up a re-encoding (the suppliers-number changed again): its pieces become
+        retired; the version keeps its current coding."""
+        _item, record = self.version(backup_id)
+        pending, record.reencode = record.reencode, None
+        if pending is None:
+            return None
+        gone = Retired(pending.ecc, pending.generation)
+        record.retired.append(gone)
+        self._changed()
+        return gone
+
+    def forget_retired(self, backup_id: str, generation: int) -> None:
+        """The pieces of a retired generation were deleted from the suppliers."""
+        _item, record = self.version(backup_id)
+        kept = [r for r in record.retired if r.generation != generation]
+        if len(kept) != len(record.retired):
+            record.retired = kept
+            self._changed()
 
     # -- persistence ------------------------------------------------------------------
 

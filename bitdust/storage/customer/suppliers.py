@@ -8,6 +8,13 @@ status change: statuses are learnt again from the suppliers after a restart.
 
 An empty position has the idurl ``""`` (never hired, or its supplier was fired and the
 replacement is not connected yet).
+
+**Retained positions.** When ``suppliers-number`` shrinks (``N`` 4 -> 2), the versions coded
+with the old map still need the suppliers at positions ``N..`` until they are re-encoded
+(:mod:`bitdust.storage.reencode`), so :meth:`SupplierList.resize` keeps them: :attr:`size`
+is the new ``N`` (the map of new backups, what fire_hire fills: :meth:`slots`), while the
+list still spans the old positions (:attr:`span`, :meth:`retained`), persisted as such.
+They are cut only by :meth:`SupplierList.release`, once no version needs them.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ class SupplierList:
         if size not in SUPPLIER_COUNTS:
             raise SupplierListError(f"no ECC map for {size} suppliers")
         self.path = path
+        self._size = size
         self._slots = [SupplierSlot(i) for i in range(size)]
 
     # -- persistence ----------------------------------------------------------------
@@ -73,7 +81,10 @@ class SupplierList:
         if not isinstance(rows, list):
             raise SupplierListError(f"{path} has no list of suppliers")
         saved = [_slot_from(row, path) for row in rows]
-        result._slots = [SupplierSlot(i) for i in range(max(size, len(saved)))]
+        # Every position saved is kept: past ``size`` it is retained (a smaller number was
+        # set while the daemon was stopped), never dropped before a re-encoding.
+        hired = [slot.position + 1 for slot in saved if slot.idurl]
+        result._slots = [SupplierSlot(i) for i in range(span_for(max([size, *hired])))]
         for slot in saved:
             if slot.position < len(result._slots):
                 result._slots[slot.position] = slot
@@ -83,21 +94,38 @@ class SupplierList:
 
     def save(self) -> None:
         rows = [{"position": s.position, "idurl": s.idurl, "connected": s.connected} for s in self._slots]
-        text = json.dumps({"version": FILE_VERSION, "ecc_map": self.ecc_map, "suppliers": rows}, indent=1)
+        text = json.dumps({"version": FILE_VERSION, "ecc_map": self.ecc_map, "size": self.size, "suppliers": rows},
+                          indent=1)
         atomic_write_text(self.path, text + "\n", mode=0o600)
 
     # -- reading --------------------------------------------------------------------
 
     @property
     def size(self) -> int:
+        """``N``: the positions of the current ``ecc/NxN`` map."""
+        return self._size
+
+    @property
+    def span(self) -> int:
+        """Positions the list holds: ``size`` plus the retained ones (always an ECC size)."""
         return len(self._slots)
 
     @property
     def ecc_map(self) -> str:
         return ecc_map_for(self.size)
 
+    def request_map(self, position: int) -> str:
+        """The map a supplier is asked to serve: the current one, or for a retained
+        position the widest map still kept (positions must fit the map, see market)."""
+        return self.ecc_map if position < self.size else ecc_map_for(self.span)
+
     def slots(self) -> list[SupplierSlot]:
-        return [SupplierSlot(s.position, s.idurl, s.connected) for s in self._slots]
+        """Positions ``0..N-1`` (retained ones: :meth:`retained`)."""
+        return [SupplierSlot(s.position, s.idurl, s.connected) for s in self._slots[: self.size]]
+
+    def retained(self) -> list[SupplierSlot]:
+        """Positions past ``N`` still kept for versions of a wider map (see module doc)."""
+        return [SupplierSlot(s.position, s.idurl, s.connected) for s in self._slots[self.size :]]
 
     def slot(self, position: int) -> SupplierSlot:
         s = self._slots[position]
@@ -142,17 +170,33 @@ class SupplierList:
         return old
 
     def resize(self, size: int) -> list[str]:
-        """Grow with empty positions or cut the last ones; returns the idurls cut off.
-
-        Data stored under the old map is not re-encoded here (a later part of the
-        pipeline must do that); positions ``0..min(old, new)-1`` keep their suppliers.
-        """
+        """A new ``N``. Growing adds empty positions (or makes retained ones current
+        again); shrinking keeps the positions past ``N`` as retained: returns their idurls.
+        Nothing is cut here (:meth:`release` does, once the data no longer needs them)."""
         if size not in SUPPLIER_COUNTS:
             raise SupplierListError(f"no ECC map for {size} suppliers")
-        dropped = [s.idurl for s in self._slots[size:] if s.idurl]
-        self._slots = self._slots[:size] + [SupplierSlot(i) for i in range(len(self._slots), size)]
+        self._size = size
+        hired = [s.position + 1 for s in self._slots if s.idurl]
+        keep = span_for(max([size, *hired]))  # empty positions past N hold nothing: not kept
+        self._slots = self._slots[:keep] + [SupplierSlot(i) for i in range(len(self._slots), size)]
+        self.save()
+        return [s.idurl for s in self._slots[size:] if s.idurl]
+
+    def release(self, needed: int) -> list[str]:
+        """Cut the retained positions no map of ``needed`` suppliers (the widest map a
+        version still uses) reaches; returns the idurls let go."""
+        keep = span_for(max(self.size, needed))
+        if keep >= len(self._slots):
+            return []
+        dropped = [s.idurl for s in self._slots[keep:] if s.idurl]
+        self._slots = self._slots[:keep]
         self.save()
         return dropped
+
+
+def span_for(count: int) -> int:
+    """The smallest ECC size holding ``count`` positions (retained spans are map sizes)."""
+    return next((n for n in SUPPLIER_COUNTS if n >= count), max(SUPPLIER_COUNTS))
 
 
 def _slot_from(row: Any, path: Path) -> SupplierSlot:

@@ -47,36 +47,57 @@ class BlockOutcome:
 
 
 @inlineCallbacks
-def rebuild_block(mover: PieceMover, run: ThreadRunner, ecc: EccMap, key: bytes, backup_id: str, number: int,
-                  missing: frozenset[int], health: SupplierHealth, timeout: float) -> Generator[Any, Any, BlockOutcome]:
-    """Make and send shares ``missing`` of block ``number`` (and any found corrupt);
-    never fails, the outcome says what did not work."""
-    outcome = BlockOutcome(backup_id, number)
-    fetcher = ShareFetcher(mover, ecc, backup_id, number, health, timeout, skip=missing)
+def fetch_verified(source: PieceSource, run: ThreadRunner, ecc: EccMap, key: bytes, backup_id: str, number: int,
+                   health: SupplierHealth, timeout: float, outcome: BlockOutcome, skip: frozenset[int] = frozenset(),
+                   storage: str | None = None) -> Generator[Any, Any, VerifiedBlock | None]:
+    """Block ``number`` fetched (any N shares but ``skip``) and verified in a worker thread;
+    None when it cannot be had (``outcome.errors`` says why). Shares that fail verification
+    are dropped and others fetched instead; ``outcome.bad`` counts them. ``storage`` is where
+    the pieces are when it is not ``backup_id`` (a re-encoded generation, see
+    :func:`bitdust.storage.ids.storage_id`); the AEAD tag always authenticates ``backup_id``.
+    Shared by rebuild and re-encoding (:mod:`bitdust.storage.reencode`)."""
+    fetcher = ShareFetcher(source, ecc, storage or backup_id, number, health, timeout, skip=skip)
     wanted = ecc.k
-    made: dict[int, bytes] | None = None
-    while made is None:
+    for _attempt in range(ecc.m + 1):  # each retry holds one more share, or the fetcher is exhausted
         shares = yield fetcher.want(wanted)
         if len(shares) < ecc.k:
             outcome.errors.append(f"block {number}: {len(shares)} good pieces of the {ecc.k} needed; "
                                   f"missing or bad: {fetcher.missing_report()}")
-            return outcome
+            return None
         try:
-            made, bad = yield run(partial(_verify_and_make, ecc, key, backup_id, number, shares, missing))
-            fetcher.reject(bad, "it does not match the verified block")
-            outcome.bad += len(bad)
+            block: VerifiedBlock = yield run(partial(verify_block, ecc, key, backup_id, number, shares))
         except NeedMoreShares as exc:
-            fetcher.reject(exc.bad, "its size differs from the other pieces of the block")
+            fetcher.reject(exc.bad, "it is empty")
             outcome.bad += len(exc.bad)
             if fetcher.exhausted:
                 outcome.errors.append(f"block {number}: no {ecc.k} of the pieces fetched verify; "
                                       f"missing or bad: {fetcher.missing_report()}")
-                return outcome
+                return None
             wanted = max(ecc.k, len(fetcher.shares) + 1)
+            continue
+        fetcher.reject(block.bad, "it does not match the verified block")
+        outcome.bad += len(block.bad)
+        return block
+    outcome.errors.append(f"block {number}: no {ecc.k} of the pieces fetched verify")
+    return None
+
+
+@inlineCallbacks
+def rebuild_block(mover: PieceMover, run: ThreadRunner, ecc: EccMap, key: bytes, backup_id: str, number: int,
+                  missing: frozenset[int], health: SupplierHealth, timeout: float,
+                  storage: str | None = None) -> Generator[Any, Any, BlockOutcome]:
+    """Make and send shares ``missing`` of block ``number`` (and any found corrupt);
+    never fails, the outcome says what did not work. ``storage``: see :func:`fetch_verified`."""
+    outcome = BlockOutcome(backup_id, number)
+    block = yield fetch_verified(mover, run, ecc, key, backup_id, number, health, timeout, outcome, missing, storage)
+    if block is None:
+        return outcome
+    # Shares found corrupt on the way are made again too, so sending them heals those pieces.
+    made: dict[int, bytes] = yield run(partial(reencode, ecc, block.sealed, missing | block.bad))
     sends = []
     for index, data in made.items():
         position, kind = ecc.share_owner(index)
-        sends.append(mover.send_piece(position, make_piece_id(backup_id, number, position, kind), data))
+        sends.append(mover.send_piece(position, make_piece_id(storage or backup_id, number, position, kind), data))
     results = yield DeferredList(sends, consumeErrors=True)
     for index, (succeeded, result) in zip(made, results, strict=True):
         if succeeded:
@@ -84,11 +105,3 @@ def rebuild_block(mover: PieceMover, run: ThreadRunner, ecc: EccMap, key: bytes,
         else:
             outcome.errors.append(f"block {number}: sending share {index}: {result.getErrorMessage()}")
     return outcome
-
-
-def _verify_and_make(ecc: EccMap, key: bytes, backup_id: str, number: int, shares: dict[int, bytes],
-                     missing: frozenset[int]) -> tuple[dict[int, bytes], frozenset[int]]:
-    """In a worker thread: the block must verify before anything is made from it. Shares
-    found corrupt on the way are made again too, so sending them heals those pieces."""
-    block: VerifiedBlock = verify_block(ecc, key, backup_id, number, shares)
-    return reencode(ecc, block.sealed, missing | block.bad), block.bad

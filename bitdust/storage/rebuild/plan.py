@@ -34,6 +34,12 @@ class VersionInfo:
     ecc: str
     blocks: int
     wrapped_key: bytes = field(repr=False)
+    storage: str = ""
+    """Where its pieces are when re-encoded (:func:`bitdust.storage.ids.storage_id`); "" = the backup ID."""
+
+    @property
+    def storage_id(self) -> str:
+        return self.storage or self.backup_id
 
 
 @dataclass
@@ -82,7 +88,7 @@ def make_plan(versions: list[VersionInfo], held: Mapping[int, Mapping[str, int] 
             present = 0
             missing: set[int] = set()
             for position in range(ecc.suppliers):
-                have = index.get(position, {}).get(info.backup_id, set())
+                have = index.get(position, {}).get(info.storage_id, set())
                 known = position in index or position in forced
                 for kind in (PieceKind.DATA, PieceKind.PARITY):
                     if (block, kind.value) in have:

@@ -169,7 +169,7 @@ class BackupRebuilder(Automat):
             return
         self._seen_revision = revision
         versions = self.env.versions()
-        if versions is not None and frozenset(v.backup_id for v in versions) != self._planned:
+        if versions is not None and frozenset(v.storage_id for v in versions) != self._planned:
             self.event("check")
 
     def do_plan(self, *_args: Any) -> None:
@@ -178,8 +178,11 @@ class BackupRebuilder(Automat):
         if versions is None:
             self.event("plan-failed", "the catalog is not loaded")
             return
-        self._planned = frozenset(v.backup_id for v in versions)
-        held = {p: (dict(h) if (h := self.env.held(p)) is not None else None) for p in range(size)}
+        self._planned = frozenset(v.storage_id for v in versions)
+        # listings of every position a version's map reaches: a shrunk list keeps retained
+        # positions until the re-encoder moved the versions (only counted there, never rebuilt)
+        reach = max([size, *(_width(v.ecc) for v in versions)])
+        held = {p: (dict(h) if (h := self.env.held(p)) is not None else None) for p in range(reach)}
         work = partial(make_plan, versions, held, size, frozenset(self.forced))
         self.env.run(work).addCallbacks(lambda plan: self.event("planned", plan),
                                         lambda failure: self.event("plan-failed", failure.getErrorMessage()))
@@ -233,7 +236,7 @@ class BackupRebuilder(Automat):
         if isinstance(key, str):
             return fail(RuntimeError(f"cannot open the data key: {key}"))
         return rebuild_block(mover, self.env.run, EccMap.from_name(info.ecc), key, info.backup_id, number, missing,
-                             self._health, self.timeout)
+                             self._health, self.timeout, info.storage_id)
 
     def _block_done(self, result: BlockOutcome | Failure, info: VersionInfo, number: int,
                     missing: frozenset[int]) -> None:
@@ -274,6 +277,13 @@ class BackupRebuilder(Automat):
         self._work.clear()
         self.destroy()
 
+
+
+def _width(ecc: str) -> int:
+    try:
+        return EccMap.from_name(ecc).suppliers
+    except ValueError:
+        return 0
 
 
 def _open_keys(open_key: Callable[[bytes], bytes], wrapped: dict[str, bytes]) -> dict[str, bytes | str]:

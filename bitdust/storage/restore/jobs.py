@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -26,6 +28,7 @@ from bitdust.automats.automat import AutomatRegistry
 from bitdust.crypto.keys import PrivateKey
 from bitdust.storage.pipeline.block_crypto import VersionKey
 from bitdust.storage.pipeline.decoder import RestoreDecoder
+from bitdust.storage.pipeline.tar_extract import JOURNAL_SUFFIX
 from bitdust.storage.restore.share_fetch import PieceSource, SupplierHealth
 from bitdust.storage.restore.target import RestoreError, RestoreTarget
 from bitdust.storage.restore.worker import ENDED, RestoreWorker, ThreadRunner
@@ -37,14 +40,15 @@ KEEP_ENDED_SECONDS = 600.0
 TIME_FORMAT = "%a %b %d %H:%M:%S %Y"  # 'Wed Apr 27 15:11:13 2016', as in the spec
 
 
-def open_decoder(key: PrivateKey, target: RestoreTarget) -> RestoreDecoder:
-    """In a worker thread: unwrap the data key, make (and check) the destination."""
+def open_decoder(key: PrivateKey, target: RestoreTarget, journal: Path | None = None) -> RestoreDecoder:
+    """In a worker thread: unwrap the data key, make (and check) the destination.
+    ``journal``: see :func:`bitdust.storage.pipeline.tar_extract.clean_up_journals`."""
     try:
         version_key = VersionKey.open(key, target.wrapped_key)
     except ValueError as exc:  # BadKeyError, or a key of the wrong length
         raise RestoreError(f"cannot open the data key of version {target.backup_id}: {exc}") from None
     try:
-        decoder = RestoreDecoder(target.dest, target.backup_id, target.ecc, version_key)
+        decoder = RestoreDecoder(target.dest, target.backup_id, target.ecc, version_key, journal)
     except (OSError, ValueError) as exc:
         raise RestoreError(f"cannot restore into {target.dest}: {_why(exc)}") from None
     if not os.access(target.dest, os.W_OK | os.X_OK):
@@ -62,7 +66,8 @@ def _why(exc: BaseException) -> str:
 class RestoreJobs:
     def __init__(self, clock: IReactorTime, registry: AutomatRegistry, run: ThreadRunner,
                  key: Callable[[], PrivateKey | None], my_idurl: Callable[[], str],
-                 online: Callable[[int], bool], depth: int, timeout: float) -> None:
+                 online: Callable[[int], bool], depth: int, timeout: float,
+                 report: Callable[[str, str, str], None] | None = None, journals: Path | None = None) -> None:
         self.clock = clock
         self.registry = registry
         self.run = run
@@ -71,7 +76,12 @@ class RestoreJobs:
         self.online = online
         self.depth = depth
         self.timeout = timeout
+        self.report = report
+        """(supplier idurl, strike kind, why) of every piece failure that counts against
+        the supplier (see :mod:`bitdust.storage.restore.strikes`)."""
         self.jobs: dict[str, RestoreWorker] = {}
+        self.journals = journals
+        """Folder of the restores' journals (what to remove after a crash), or None."""
 
     def start(self, target: RestoreTarget, source: PieceSource) -> Deferred[RestoreWorker]:
         """Fires with the running worker once the job started; RestoreError otherwise."""
@@ -82,7 +92,8 @@ class RestoreJobs:
         if key is None:
             raise RestoreError("this node has no private key loaded")
         self.jobs.pop(target.backup_id, None)  # an ended run of the same version: replaced
-        opening: Deferred[RestoreDecoder] = self.run(lambda: open_decoder(key, target))
+        journal = self.journals / f"{secrets.token_hex(8)}{JOURNAL_SUFFIX}" if self.journals is not None else None
+        opening: Deferred[RestoreDecoder] = self.run(lambda: open_decoder(key, target, journal))
         return opening.addCallback(self._launch, target, source)
 
     def _launch(self, decoder: RestoreDecoder, target: RestoreTarget, source: PieceSource) -> RestoreWorker:
@@ -91,7 +102,7 @@ class RestoreJobs:
             decoder.abort()
             raise RestoreError(f"version {target.backup_id} is already being restored into {current.target.dest}")
         worker = RestoreWorker(self.clock, self.registry, target, decoder, source, self.run,
-                               SupplierHealth(self.online), self.depth, self.timeout)
+                               SupplierHealth(self.online, report=self.report), self.depth, self.timeout)
         self.jobs[target.backup_id] = worker
         self._prune()
         worker.event("start")

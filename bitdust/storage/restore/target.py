@@ -21,7 +21,7 @@ from bitdust.storage.catalog.index import CatalogIndex
 from bitdust.storage.catalog.localpath import normalize_local_path
 from bitdust.storage.catalog.model import CatalogError, CatalogItem, CatalogVersion
 from bitdust.storage.ecc import EccMap
-from bitdust.storage.ids import is_backup_id, is_path_id, version_key
+from bitdust.storage.ids import is_backup_id, is_path_id, storage_id, version_key
 
 
 class RestoreError(ValueError):
@@ -38,10 +38,19 @@ class RestoreTarget:
     wrapped_key: bytes = field(repr=False)
     local_path: str
     dest: str
+    generation: int = 0
+    """Which coding of the version the catalog holds now (re-encoded versions keep their
+    pieces elsewhere: :data:`bitdust.storage.ids.REENCODED_PATH_ID`)."""
 
     @property
     def backup_id(self) -> str:
         return f"{self.path_id}/{self.version}"
+
+    @property
+    def storage_id(self) -> str:
+        """Where the pieces are (the backup ID itself unless re-encoded); the AEAD tags
+        still authenticate :attr:`backup_id`."""
+        return storage_id(self.backup_id, self.generation)
 
 
 def resolve(catalog: CatalogIndex, what: object, destination: object = None) -> RestoreTarget:
@@ -59,7 +68,7 @@ def resolve(catalog: CatalogIndex, what: object, destination: object = None) -> 
     except ValueError as exc:
         raise RestoreError(f"version {item.path_id}/{version.version}: {exc}") from None
     return RestoreTarget(item.path_id, version.version, ecc, version.blocks, version.size, version.wrapped_key,
-                         item.local_path, dest)
+                         item.local_path, dest, version.generation)
 
 
 def _find(catalog: CatalogIndex, what: object) -> tuple[CatalogItem, CatalogVersion]:

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 ThreadRunner = Callable[[Callable[[], Any]], Deferred[Any]]
 
-DEPTH = 3
-"""Blocks whose shares are fetched at once."""
+DEPTH = 6
+"""Blocks whose shares are fetched at once: enough that every supplier always has
+Retrieves queued while the oldest block is decoded (3 left them idle between blocks)."""
 PIECE_TIMEOUT = 30.0
 """Seconds one piece may take; a supplier that misses it is asked last for later blocks."""
 
@@ -127,7 +128,7 @@ class RestoreWorker(Automat):
         k = self.target.ecc.k
         for number in range(self.next_block, min(self.target.blocks, self.next_block + self.depth)):
             if number not in self._fetchers:
-                fetcher = ShareFetcher(self.source, self.target.ecc, self.target.backup_id, number, self.health,
+                fetcher = ShareFetcher(self.source, self.target.ecc, self.target.storage_id, number, self.health,
                                        self.timeout)
                 self._fetchers[number] = fetcher
                 fetcher.want(k).addCallback(self._fetched, number)
@@ -177,7 +178,7 @@ class RestoreWorker(Automat):
 
     def do_fetch_more(self, problem: NeedMoreShares) -> None:
         fetcher = self._fetchers[problem.number]
-        fetcher.reject(problem.bad, "its size differs from the other pieces of the block")
+        fetcher.reject(problem.bad, "it is empty")
         if fetcher.exhausted:
             self.event("short", problem.number)
             return
