@@ -31,10 +31,23 @@ def encrypt(key: bytes, plaintext: bytes, associated_data: bytes = b"") -> bytes
     return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
 
 
-def decrypt(key: bytes, blob: bytes, associated_data: bytes = b"") -> bytes:
+def encrypt_after(prefix: bytes, key: bytes, plaintext: bytes, associated_data: bytes = b"") -> bytearray:
+    """``prefix || encrypt(key, plaintext, associated_data)`` built in one buffer: a
+    multi-MB block is not copied again to be prefixed with its nonce and header."""
+    out = bytearray(len(prefix) + NONCE_SIZE + len(plaintext) + TAG_SIZE)
+    nonce = os.urandom(NONCE_SIZE)
+    out[: len(prefix)] = prefix
+    out[len(prefix) : len(prefix) + NONCE_SIZE] = nonce
+    with memoryview(out) as view:
+        AESGCM(key).encrypt_into(nonce, plaintext, associated_data, view[len(prefix) + NONCE_SIZE :])
+    return out
+
+
+def decrypt(key: bytes, blob: bytes | memoryview, associated_data: bytes = b"") -> bytes:
     if len(blob) < OVERHEAD:
         raise AuthenticationError(f"ciphertext of {len(blob)} bytes is shorter than the GCM overhead")
+    view = memoryview(blob)  # slices of a view, not copies of the ciphertext
     try:
-        return AESGCM(key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], associated_data)
+        return AESGCM(key).decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], associated_data)
     except InvalidTag as exc:
         raise AuthenticationError("AES-GCM tag does not verify") from exc

@@ -100,7 +100,7 @@ class EccMap:
 
     # --- coding ----------------------------------------------------------------
 
-    def encode(self, block: bytes) -> list[bytes]:
+    def encode(self, block: bytes | bytearray) -> list[bytes]:
         """Split ``block`` into ``m`` shares, any ``k`` of which rebuild it (zero padded)."""
         size = self.share_size(len(block))
         view = memoryview(block)

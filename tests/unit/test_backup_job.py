@@ -79,7 +79,8 @@ def test_table_is_consistent() -> None:
 
 
 def test_window_bounds_blocks_ahead_and_completion_waits_for_every_ack() -> None:
-    job, io = start(4)
+    total = WINDOW + 1
+    job, io = start(total)
     assert job.state == RUNNING and io.calls == ["wait", "open"]
     for _ in range(WINDOW - 1):
         io.produce()
@@ -89,14 +90,14 @@ def test_window_bounds_blocks_ahead_and_completion_waits_for_every_ack() -> None
     for name in [n for n in names if "/0-" in n]:
         io.sends[name].callback(None)
     assert len(io.encodes) == WINDOW  # block 0 acknowledged: one more block is read
-    io.produce()  # block 2: blocks 1 and 2 fill the window again
+    io.produce()  # block WINDOW - 1 fills the window again
     assert all(e.called for e in io.encodes)
     io.ack_all()
-    io.produce()  # block 3
+    io.produce()  # the last block
     io.produce()  # end of input
     assert job.eof and job.state == RUNNING and not any(c.startswith("complete") for c in io.calls)
     io.ack_all()
-    assert job.state == DONE and io.calls[-1] == "complete 4"
+    assert job.state == DONE and io.calls[-1] == f"complete {total}"
     assert job.finished.called and job.progress()["progress"] == 100.0
 
 

@@ -4,6 +4,7 @@ survives a reload, temp files never served, contracts kept on disk."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from bitdust.storage.market import ServiceRequest, customer_folder_name
 from bitdust.storage.supplier import disk
 from bitdust.storage.supplier.contracts import ContractBook, ContractsFileError
 from bitdust.storage.supplier.store import Refused, SupplierStore
+from tests.integration.grid import wait_until
 
 ALICE = "http://127.0.0.1:8084/alice.xml"
 BOB = "http://127.0.0.1:8084/bob.xml"
@@ -213,6 +215,43 @@ def test_concurrent_writes_cannot_overrun_the_quota(tmp_path: Path) -> Any:
     assert [ok for ok, _ in outcomes] == [True, False]
     assert outcomes[1][1].value.code == "over-quota"
     assert store.used(ALICE) == 6 and disk.scan_folder(store.folder(ALICE)) == {PIECE: 6}
+
+
+@pytest_twisted.inlineCallbacks
+def test_writes_overlap_and_a_delete_waits_for_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """One piece's fsync does not hold the next piece back, and a DeleteBackup that
+    arrives meanwhile deletes what was written rather than racing the rename."""
+    store = yield loaded(tmp_path)
+    yield store.request_service(ALICE, ServiceRequest(100, "ecc/2x2", 0))
+    release = threading.Event()
+    inside: list[str] = []
+    real_write = disk.write_piece
+
+    def slow_write(folder: Path, piece_id: str, data: bytes, point: str | None = None) -> int:
+        inside.append(piece_id)
+        if not release.wait(30):
+            raise TimeoutError("the test never released the write")
+        return real_write(folder, piece_id, data, point)
+
+    monkeypatch.setattr(disk, "write_piece", slow_write)
+    writes = [store.store_piece(ALICE, PIECE, b"12345"), store.store_piece(ALICE, PARITY, b"123")]
+    deleting = store.delete_backups(ALICE, ["0/1/F20240101120000PM"])
+    fired: list[str] = []
+
+    def note(result: Any, name: str) -> Any:
+        fired.append(name)
+        return result
+
+    for name, deferred in (("write", writes[0]), ("write", writes[1]), ("delete", deleting)):
+        deferred.addBoth(note, name)
+    yield wait_until(reactor, lambda: len(inside) == 2, 10, "both writes running at once")
+    assert fired == []
+    release.set()
+    sizes = yield DeferredList(writes, fireOnOneErrback=True)
+    assert [size for _ok, size in sizes] == [5, 3]
+    freed = yield deleting
+    assert fired == ["write", "write", "delete"] and freed == 8
+    assert store.list_pieces(ALICE) == {} and disk.scan_folder(store.folder(ALICE)) == {}
 
 
 @pytest_twisted.inlineCallbacks

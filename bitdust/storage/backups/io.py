@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUPPLIERS_WAIT_SECONDS = 60.0
+ENCODE_AHEAD = 2
+"""Blocks the job's sealer thread may hold (sealed, coded or waiting) ahead of the sender."""
 
 
 @dataclass
@@ -70,6 +73,7 @@ class RealJobIO:
         self.wait_seconds = wait_seconds
         self._encoder: BackupEncoder | None = None
         self._blocks: Iterator[EncodedBlock] | None = None
+        self._sealer: ThreadPoolExecutor | None = None
 
     def wait_suppliers(self) -> Deferred[None]:
         """Every position must have a connected supplier: a piece for an empty or
@@ -115,7 +119,11 @@ class RealJobIO:
         parts.catalog.add_version(path_id, version, ecc.name, version_key.wrapped)
         parts.catalog.save()
         block_size = parts.block_size()
-        self._encoder = BackupEncoder(item.local_path, backup_id, ecc, version_key, block_size)
+        # One thread of the job's own seals and erasure-codes block i while the worker's
+        # thread reads and compresses block i+1 (see BackupEncoder); shut down with the job.
+        self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-seal")
+        self._encoder = BackupEncoder(item.local_path, backup_id, ecc, version_key, block_size,
+                                      executor=self._sealer, depth=ENCODE_AHEAD)
         total = yield parts.worker.run(self._encoder.total_size)
         return Opened(ecc, block_size, total)
 
@@ -141,7 +149,13 @@ class RealJobIO:
 
         return sending.addCallback(also_local)
 
+    def _close_sealer(self) -> None:
+        sealer, self._sealer = self._sealer, None
+        if sealer is not None:
+            sealer.shutdown(wait=False, cancel_futures=True)
+
     def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> None:
+        self._close_sealer()
         self.parts.catalog.mark_complete(backup_id, blocks=blocks, size=size, source_size=source_size)
         self.parts.catalog.save()
 
@@ -150,6 +164,7 @@ class RealJobIO:
         blocks, self._blocks, self._encoder = self._blocks, None, None
         if blocks is not None and hasattr(blocks, "close"):
             yield self.parts.worker.run(blocks.close)
+        self._close_sealer()
         try:
             self.parts.catalog.drop_version(backup_id)
             self.parts.catalog.save()

@@ -33,11 +33,14 @@ from bitdust.automats.automat import Automat, AutomatRegistry, Transition
 from bitdust.storage.ecc import EccMap
 from bitdust.storage.ids import make_piece_id
 from bitdust.storage.pipeline.encoder import EncodedBlock
+from bitdust.util.crashpoint import crashpoint
 
 log = logging.getLogger(__name__)
 
-WINDOW = 3
-"""Blocks not fully acknowledged, the one being encoded included (2 encoded ahead)."""
+WINDOW = 6
+"""Blocks not fully acknowledged, the one being encoded included. With 3 the sender
+waited for the slowest supplier's Ack of block i before block i+2 could even be read;
+6 keeps every supplier busy through an fsync or two (memory: ~WINDOW * 2 * block size)."""
 
 WAITING = "WAITING"
 STARTING = "STARTING"
@@ -125,6 +128,13 @@ class BackupJob(Automat):
         self.sent_bytes = 0
         self.cleaning = False
         self.finished: Deferred[str] = Deferred()
+        # Where the time went, logged at the end: waiting for the encoder (reading,
+        # compressing, sealing, zfec) or with a full window, for the suppliers' Acks.
+        self.started_at = clock.seconds()
+        self.encoder_wait = 0.0
+        self.ack_wait = 0.0
+        self._asked_at = 0.0
+        self._full_since: float | None = None
 
     # -- guards -----------------------------------------------------------------------------
 
@@ -153,13 +163,23 @@ class BackupJob(Automat):
 
     def do_pump(self, *_args: Any) -> None:
         """Ask for the next block when the window has room."""
-        if self.encoding or self.eof or len(self.unacked) >= WINDOW - 1 or self.aborting:
+        if self.encoding or self.eof or self.aborting:
             return
+        now = self.clock.seconds()
+        if len(self.unacked) >= WINDOW - 1:
+            if self._full_since is None:
+                self._full_since = now
+            return
+        if self._full_since is not None:
+            self.ack_wait += now - self._full_since
+            self._full_since = None
         self.encoding = True
+        self._asked_at = now
         self.io.next_block().addCallbacks(self._block_ready, self._encode_failed)
 
     def _block_ready(self, block: EncodedBlock | None) -> None:
         self.encoding = False
+        self.encoder_wait += self.clock.seconds() - self._asked_at
         self.event("eof" if block is None else "block", block)
 
     def do_send_block(self, block: EncodedBlock) -> None:
@@ -180,6 +200,7 @@ class BackupJob(Automat):
         self.eof = True
 
     def do_count_ack(self, number: int) -> None:
+        crashpoint("backup.piece_acked")
         self.outstanding -= 1
         left = self.unacked.get(number, 0) - 1
         if left > 0:
@@ -191,6 +212,7 @@ class BackupJob(Automat):
         self.outstanding -= 1
 
     def do_complete(self, *_args: Any) -> None:
+        crashpoint("backup.before_complete")
         try:
             self.io.complete(self.backup_id, self.blocks, self.sent_bytes, self.io.bytes_read())
         except Exception as exc:
@@ -228,6 +250,9 @@ class BackupJob(Automat):
         self.io.discard(self.backup_id).addCallbacks(cleaned, not_cleaned)
 
     def do_finish(self, *_args: Any) -> None:
+        log.info("%s %s: %d blocks, %d bytes sent in %.1f s; waited %.1f s for the encoder, %.1f s for Acks "
+                 "with a full window", self.backup_id, self.state, self.blocks, self.sent_bytes,
+                 self.clock.seconds() - self.started_at, self.encoder_wait, self.ack_wait)
         if not self.finished.called:
             self.finished.callback(self.state)
         self.destroy()

@@ -99,12 +99,12 @@ def _associated_data(backup_id: str, header: bytes) -> bytes:
     return _AD_PREFIX + parse_backup_id(backup_id).encode("ascii") + b"\x00" + header
 
 
-def seal_block(key: bytes, backup_id: str, number: int, last: bool, plaintext: bytes) -> bytes:
+def seal_block(key: bytes, backup_id: str, number: int, last: bool, plaintext: bytes) -> bytearray:
     """Encrypt block ``number`` of ``backup_id``; returns header || ciphertext."""
     if len(plaintext) > MAX_PLAIN:
         raise ValueError(f"block of {len(plaintext)} bytes is too large")
     header = BlockHeader(number, last, len(plaintext), len(plaintext) + aead.OVERHEAD).pack()
-    return header + aead.encrypt(key, plaintext, _associated_data(backup_id, header))
+    return aead.encrypt_after(header, key, plaintext, _associated_data(backup_id, header))
 
 
 def open_block(key: bytes, backup_id: str, number: int, sealed: bytes | memoryview) -> OpenedBlock:
@@ -120,6 +120,5 @@ def open_block(key: bytes, backup_id: str, number: int, sealed: bytes | memoryvi
     if header.number != number:
         raise AuthenticationError(f"expected block {number}, got a block numbered {header.number}")
     raw_header = bytes(view[:HEADER_SIZE])
-    blob = bytes(view[HEADER_SIZE : header.sealed_len])
-    plaintext = aead.decrypt(key, blob, _associated_data(backup_id, raw_header))
+    plaintext = aead.decrypt(key, view[HEADER_SIZE : header.sealed_len], _associated_data(backup_id, raw_header))
     return OpenedBlock(header, plaintext)

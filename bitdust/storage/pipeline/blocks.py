@@ -29,7 +29,9 @@ def cut_blocks(chunks: Iterable[bytes], block_size: int = DEFAULT_BLOCK_SIZE) ->
     for chunk in chunks:
         buf += chunk
         while len(buf) > block_size:  # strictly more: a full block may still be the last
-            yield Block(number, False, bytes(buf[:block_size]))
+            with memoryview(buf) as view:  # one copy out (a bytearray slice would be two)
+                data = bytes(view[:block_size])
             del buf[:block_size]
+            yield Block(number, False, data)
             number += 1
     yield Block(number, True, bytes(buf))

@@ -4,10 +4,15 @@ Held pieces are indexed in memory (piece ID -> size, per customer), filled from 
 of the disk at start: quota checks, ``ListFiles`` and the space figures never touch the
 disk, and a piece is served only if the index lists it, so a half-written temp file can
 never be. Everything that changes a customer's data or contract runs through that
-customer's own queue (a ``DeferredLock``), so a quota check and the write it allows
-cannot interleave with another write, a delete or a rejection of the same customer;
-customers do not wait for each other. Queues are bounded (:data:`MAX_QUEUED`): beyond
-that a request is refused as ``busy`` instead of piling up in memory.
+customer's own queue (a ``DeferredLock``), so a quota check cannot interleave with
+another write's check, a delete or a rejection of the same customer; customers do not
+wait for each other. A piece write holds the queue only while its bytes are *admitted*
+(quota checked and reserved): the write itself (temp file, fsync, rename, directory
+fsync) runs outside it, up to :data:`MAX_WRITES` at a time per customer, so one fsync
+does not hold every other piece of a backup behind it. Deletes and rejections wait, in
+the queue, for the writes in flight to land first, so they never race a rename. Queues
+are bounded (:data:`MAX_QUEUED`): beyond that a request is refused as ``busy`` instead
+of piling up in memory.
 
 Disk work runs in the reactor's thread pool. Refusals raise :class:`Refused` with a
 Fail code of :mod:`bitdust.storage.market`.
@@ -17,12 +22,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, DeferredLock, fail, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, fail, inlineCallbacks
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 
 from bitdust.storage import ids
 from bitdust.storage.market import ServiceOffer, ServiceRequest, customer_folder_name
@@ -38,8 +44,18 @@ MAX_QUEUED = 64
 """Requests of one customer waiting for its queue; more are refused as ``busy``."""
 MAX_READS = 8
 """Retrieve answers of one customer being read at once (each holds a piece in memory)."""
+MAX_WRITES = 4
+"""Pieces of one customer being written (and fsynced) at once."""
 CONTACT_SAVE_DELAY = 60.0
 """Seconds a contact-time or usage change may wait before contracts.json is rewritten."""
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """A write let through the queue; ``written`` fires when it is on disk. A plain
+    Deferred returned from the queued call would make the queue wait for it."""
+
+    written: Deferred[int]
 
 
 class Refused(Exception):
@@ -62,6 +78,7 @@ class SupplierStore:
         self._pieces: dict[str, dict[str, int]] = {}
         self._queues: dict[str, DeferredLock] = {}
         self._reads: dict[str, int] = {}
+        self._writes: dict[str, dict[Deferred[int], int]] = {}  # customer -> write in flight -> bytes reserved
         self._writer = CoalescingWriter(reactor, contracts_file, self.book_bytes)
         self._contracts_file = contracts_file
         self._save_timer: Any = None
@@ -98,6 +115,8 @@ class SupplierStore:
         for lock in list(self._queues.values()):
             yield lock.acquire()
             lock.release()
+        for idurl in list(self._writes):
+            yield self._writes_landed(idurl)
         if self._save_timer is not None and self._save_timer.active():
             self._save_timer.cancel()
         self._save_timer = None
@@ -128,7 +147,7 @@ class SupplierStore:
         return sum(c.quota for c in self.book.contracts.values())
 
     def used(self, idurl: str | None = None) -> int:
-        """Bytes of pieces held, for one customer or for all."""
+        """Bytes of pieces held (written and acknowledged), for one customer or for all."""
         if idurl is not None:
             return sum(self._pieces.get(idurl, {}).values())
         return sum(sum(p.values()) for p in self._pieces.values())
@@ -200,6 +219,7 @@ class SupplierStore:
     def _drop_customer(self, idurl: str, reason: str) -> Any:
         if self.contract(idurl) is None:
             return 0
+        yield self._writes_landed(idurl)
         freed = self.used(idurl)
         yield self._in_thread(disk.delete_folder, self.folder(idurl))
         self.book.contracts.pop(idurl, None)
@@ -213,23 +233,50 @@ class SupplierStore:
     # -- pieces ----------------------------------------------------------------------------
 
     def store_piece(self, idurl: str, piece_id: str, data: bytes) -> Deferred[int]:
-        """Fires with the piece's size; Refused over quota (nothing written) or without
-        a contract."""
-        return self._queued(idurl, self._store_piece, idurl, piece_id, data)
+        """Fires with the piece's size once it is durably on disk; Refused over quota
+        (nothing written) or without a contract."""
+        admitted: Deferred[_Admitted] = self._queued(idurl, self._admit_piece, idurl, piece_id, data)
+        return admitted.addCallback(lambda a: a.written)
 
     @inlineCallbacks
-    def _store_piece(self, idurl: str, piece_id: str, data: bytes) -> Any:
-        contract = self._contracted(idurl)
+    def _admit_piece(self, idurl: str, piece_id: str, data: bytes) -> Any:
+        """In the customer's queue: wait for a write slot, check the quota counting the
+        writes in flight, reserve, start the write. Returns at once (wrapped, so the
+        queue does not wait for the write)."""
+        self._contracted(idurl)
+        writes = self._writes.setdefault(idurl, {})
+        while len(writes) >= MAX_WRITES:
+            yield DeferredList(list(writes), fireOnOneCallback=True, fireOnOneErrback=True, consumeErrors=True)
+            writes = self._writes.setdefault(idurl, {})
+        contract = self._contracted(idurl)  # it may have gone while we waited
         pieces = self._pieces.setdefault(idurl, {})
-        after = self.used(idurl) - pieces.get(piece_id, 0) + len(data)
+        after = self.used(idurl) + sum(writes.values()) - pieces.get(piece_id, 0) + len(data)
         if after > contract.quota:
             raise Refused("over-quota", f"{format_size(after)} would exceed the quota of "
                                         f"{format_size(contract.quota)}")
-        size = yield self._in_thread(disk.write_piece, self.folder(idurl), piece_id, data)
-        pieces[piece_id] = size
-        contract.used = after
-        self._save_soon()
-        return size
+        writing = self._in_thread(disk.write_piece, self.folder(idurl), piece_id, data, "supplier.piece")
+        writes[writing] = len(data)
+        written: Deferred[int] = Deferred()
+
+        def landed(result: int | Failure) -> None:
+            writes.pop(writing, None)
+            if not writes and self._writes.get(idurl) is writes:
+                del self._writes[idurl]
+            if isinstance(result, Failure):
+                written.errback(result)
+                return
+            if self.contract(idurl) is contract:
+                pieces[piece_id] = result
+                contract.used = self.used(idurl)
+                self._save_soon()
+            written.callback(result)
+
+        writing.addBoth(landed)
+        return _Admitted(written)
+
+    def _writes_landed(self, idurl: str) -> Deferred[Any]:
+        """Fires once every write of ``idurl`` in flight now has landed (or failed)."""
+        return DeferredList(list(self._writes.get(idurl, {})), consumeErrors=True)
 
     @inlineCallbacks
     def read_piece(self, idurl: str, piece_id: str) -> Any:
@@ -255,6 +302,7 @@ class SupplierStore:
 
     @inlineCallbacks
     def _delete_pieces(self, idurl: str, piece_ids: list[str]) -> Any:
+        yield self._writes_landed(idurl)
         contract = self._contracted(idurl)
         pieces = self._pieces.setdefault(idurl, {})
         yield self._in_thread(disk.delete_pieces, self.folder(idurl), piece_ids)
@@ -268,6 +316,7 @@ class SupplierStore:
 
     @inlineCallbacks
     def _delete_backups(self, idurl: str, backup_ids: list[str]) -> Any:
+        yield self._writes_landed(idurl)
         contract = self._contracted(idurl)
         pieces = self._pieces.setdefault(idurl, {})
         yield self._in_thread(disk.delete_backups, self.folder(idurl), backup_ids)
