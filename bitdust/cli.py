@@ -11,20 +11,23 @@ import argparse
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bitdust.api.client import ApiClient, ApiConnectionError, RpcError
 from bitdust.home import Home, resolve_home
+
+if TYPE_CHECKING:
+    from bitdust.api.client import ApiClient
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
-POLL_INTERVAL = 0.05
+FAILED_EXIT_TIMEOUT = 30.0
 _KWARG = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 
 
@@ -44,6 +47,10 @@ def _running_pid(home: Home) -> int | None:
 
 
 def _client(home: Home, timeout: float = 30.0) -> ApiClient:
+    # imported here: urllib and the config tree are not needed by `bitdust start`,
+    # whose own start-up is part of the time until the API answers
+    from bitdust.api.client import ApiClient
+
     return ApiClient.from_home(home.root, timeout=timeout)
 
 
@@ -83,27 +90,34 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def _wait_api(home: Home, process: subprocess.Popen[bytes] | None, timeout: float) -> None:
-    """Poll until the API answers; raise CliError with the log's reason if the daemon dies."""
+def _wait_ready(home: Home, process: subprocess.Popen[bytes], ready_fd: int, timeout: float) -> str:
+    """Wait for the daemon's one line on the readiness pipe (see :func:`bitdust.daemon.run`):
+    ``ready <api url>`` once the node is READY and its API listens, ``failed <reason>``
+    otherwise. End of file without a line means the daemon died first. A pipe instead of
+    polling the API: the CLI wakes up at the very moment, and burns no CPU the daemon
+    needs while it starts. Returns the API URL; raises CliError with the log's reason."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            reason = _tail(home.logs / "daemon.out") or _tail(home.main_log)
-            raise CliError(f"BitDust failed to start (exit {process.returncode}):\n{reason}")
-        if _api_answers(home):
-            return
-        time.sleep(POLL_INTERVAL)
-    raise CliError(f"BitDust did not answer within {timeout:.0f} s; see {home.main_log}")
-
-
-def _api_answers(home: Home) -> bool:
-    if home.api_secret() is None:
-        return False
+    received = b""
+    while b"\n" not in received:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CliError(f"BitDust did not answer within {timeout:.0f} s; see {home.main_log}")
+        readable, _, _ = select.select([ready_fd], [], [], remaining)
+        if not readable:
+            continue
+        chunk = os.read(ready_fd, 4096)
+        if not chunk:
+            break
+        received += chunk
+    word, _, rest = received.decode("utf-8", errors="replace").partition(" ")
+    if word == "ready":
+        return rest.strip()
     try:
-        _client(home, timeout=2.0).call("automats_list")
-    except ApiConnectionError:
-        return False  # not listening yet
-    return True
+        process.wait(timeout=FAILED_EXIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise CliError(f"BitDust failed to start and did not exit: {rest.strip()}; see {home.main_log}") from None
+    reason = _tail(home.logs / "daemon.out") or _tail(home.main_log)
+    raise CliError(f"BitDust failed to start (exit {process.returncode}):\n{reason}")
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:
@@ -126,17 +140,27 @@ def cmd_start(home: Home, _args: argparse.Namespace) -> int:
     if pid is not None:
         print(f"BitDust is already running in {home.root} (pid {pid})")
         return EXIT_OK
+    from bitdust.daemon import READY_FD_ENV
+
     home.ensure()
     started = time.monotonic()
-    with open(home.logs / "daemon.out", "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bitdust", "--home", str(home.root), "daemon"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
-        )
-    _wait_api(home, process, START_TIMEOUT)
-    port = _client(home).url
-    print(f"BitDust started in {home.root} (pid {process.pid}, API {port}) in {time.monotonic() - started:.2f} s")
+    ready_fd, ready_write_fd = os.pipe()
+    try:
+        with open(home.logs / "daemon.out", "wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bitdust", "--home", str(home.root), "daemon"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True, pass_fds=(ready_write_fd,),
+                env={**os.environ, READY_FD_ENV: str(ready_write_fd)},
+            )
+        os.close(ready_write_fd)
+        ready_write_fd = -1
+        url = _wait_ready(home, process, ready_fd, START_TIMEOUT)
+    finally:
+        os.close(ready_fd)
+        if ready_write_fd >= 0:
+            os.close(ready_write_fd)
+    print(f"BitDust started in {home.root} (pid {process.pid}, API {url}) in {time.monotonic() - started:.2f} s")
     return EXIT_OK
 
 
@@ -147,6 +171,8 @@ def cmd_daemon(home: Home, _args: argparse.Namespace) -> int:
 
 
 def cmd_stop(home: Home, _args: argparse.Namespace) -> int:
+    from bitdust.api.client import ApiConnectionError, RpcError
+
     pid = _running_pid(home)
     if pid is None:
         print(f"BitDust is not running in {home.root}")
@@ -186,6 +212,8 @@ def cmd_status(home: Home, _args: argparse.Namespace) -> int:
 
 
 def call_api(home: Home, method: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, int]:
+    from bitdust.api.client import ApiConnectionError, RpcError
+
     if _running_pid(home) is None:
         raise CliError(f"BitDust is not running in {home.root}; run: bitdust start", EXIT_NOT_RUNNING)
     try:

@@ -8,8 +8,36 @@
 - :mod:`bitdust.identity.commands`: ``bitdust identity create|show``.
 """
 
-from bitdust.identity.document import Identity, IdentityError, make_contact, parse_contact
-from bitdust.identity.idurl import IdurlError, is_idurl, make_idurl, parse_idurl, valid_name
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bitdust.identity.document import Identity, IdentityError, make_contact, parse_contact
+    from bitdust.identity.idurl import IdurlError, is_idurl, make_idurl, parse_idurl, valid_name
+
+# Resolved on first use (PEP 562), so that importing a submodule such as
+# bitdust.identity.commands (done by every `bitdust` command) does not load the RSA and
+# XML code with it.
+_EXPORTS = {
+    "Identity": "bitdust.identity.document",
+    "IdentityError": "bitdust.identity.document",
+    "make_contact": "bitdust.identity.document",
+    "parse_contact": "bitdust.identity.document",
+    "IdurlError": "bitdust.identity.idurl",
+    "is_idurl": "bitdust.identity.idurl",
+    "make_idurl": "bitdust.identity.idurl",
+    "parse_idurl": "bitdust.identity.idurl",
+    "valid_name": "bitdust.identity.idurl",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "Identity",

@@ -14,22 +14,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bitdust.config import Config
 from bitdust.home import Home
-from bitdust.identity.document import IdentityError
-from bitdust.identity.idurl import IdurlError, valid_name
-from bitdust.identity.my_id import (
-    build_identity,
-    describe,
-    known_servers,
-    load_current_identity,
-    load_my_identity,
-    load_or_create_key,
-    load_or_create_packet_key,
-    my_contacts,
-    post_sync,
-    save_my_identity,
-)
+
+# The identity modules (RSA keys, XML documents, urllib) are imported by the commands
+# that use them: every `bitdust` command builds the parser, `bitdust start` included.
 
 
 def cmd_identity(home: Home, args: argparse.Namespace) -> int:
@@ -40,6 +28,8 @@ def cmd_identity(home: Home, args: argparse.Namespace) -> int:
 
         return (cmd_key_backup if args.action == "backup" else cmd_key_restore)(home, args)
     if args.action == "create":
+        from bitdust.identity.idurl import valid_name
+
         if not args.name:
             raise CliError("usage: bitdust identity create NAME", EXIT_USAGE)
         if not valid_name(args.name):
@@ -59,6 +49,19 @@ def cmd_identity(home: Home, args: argparse.Namespace) -> int:
 
 def _create(home: Home, name: str) -> str:
     from bitdust.cli import CliError, call_api
+    from bitdust.config import Config
+    from bitdust.identity.document import IdentityError
+    from bitdust.identity.idurl import IdurlError
+    from bitdust.identity.my_id import (
+        build_identity,
+        known_servers,
+        load_current_identity,
+        load_or_create_key,
+        load_or_create_packet_key,
+        my_contacts,
+        post_sync,
+        save_my_identity,
+    )
 
     if _daemon_serves_identity(home):
         answer, _code = call_api(home, "identity_create", [name], {})
@@ -87,6 +90,8 @@ def _create(home: Home, name: str) -> str:
 
 def _show(home: Home) -> dict[str, Any]:
     from bitdust.cli import CliError
+    from bitdust.identity.document import IdentityError
+    from bitdust.identity.my_id import describe, load_my_identity
 
     try:
         identity = load_my_identity(home)
