@@ -28,8 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bitdust.api.client import ApiClient, ApiConnectionError
-from bitdust.config import Config
+# The API client and the config are imported where used: every `bitdust` command
+# (`bitdust start` too) builds the parser, so importing this module must stay cheap.
 from bitdust.home import Home
 from bitdust.util.net import free_port
 
@@ -38,6 +38,8 @@ STATE_FILE = "localnet.json"
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 POLL_INTERVAL = 0.1
+START_WAVE = 6
+"""Nodes whose daemons start at the same time."""
 ONLINE_SERVICES = ("service_gateway", "service_tcp_transport", "service_identity_propagate", "service_dht")
 
 
@@ -68,6 +70,8 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 def configure(home: Path, key_size: int, id_server: str | None, dht_seed: str | None,
               serve_identities: bool) -> dict[str, int]:
     """Write a node's ports and seeds into its config; return the ports."""
+    from bitdust.config import Config
+
     config = Config(home / "config")
     ports = {"api": free_port(), "tcp": free_port(), "udp": free_port(socket.SOCK_DGRAM),
              "dht": free_port(socket.SOCK_DGRAM)}
@@ -91,6 +95,7 @@ def configure(home: Path, key_size: int, id_server: str | None, dht_seed: str | 
 
 def node_state(home: Path) -> dict[str, Any]:
     """What a node says about itself; ``online`` only if its network services are ON."""
+    from bitdust.api.client import ApiClient, ApiConnectionError
     from bitdust.daemon import running_pid
 
     pid = running_pid(Home(home))
@@ -138,14 +143,18 @@ def start(folder: Path, nodes: int, key_size: int = 2048) -> list[dict[str, Any]
         configure(folder / name, key_size, id_server, dht_seed, serve_identities=False)
     try:
         _start_node(folder / "seed", "seed")
-        # Ordinary nodes start concurrently: each daemon is its own process.
-        launched = [(name, subprocess.Popen([sys.executable, "-m", "bitdust", "--home", str(folder / name), "start"],
-                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-                    for name in names[1:]]
-        for name, process in launched:
-            output, _ = process.communicate(timeout=READY_TIMEOUT)
-            if process.returncode != 0:
-                raise LocalnetError(f"starting {name} failed:\n{output}")
+        # Ordinary nodes start concurrently, each daemon its own process, in waves of
+        # START_WAVE: 20 daemons importing and making keys at once on 2 busy cores took
+        # longer than the 60 s ``bitdust start`` waits for one of them.
+        for first in range(1, len(names), START_WAVE):
+            wave = names[first:first + START_WAVE]
+            launched = [(name, subprocess.Popen([sys.executable, "-m", "bitdust", "--home", str(folder / name),
+                                                 "start"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+                        for name in wave]
+            for name, process in launched:
+                output, _ = process.communicate(timeout=READY_TIMEOUT)
+                if process.returncode != 0:
+                    raise LocalnetError(f"starting {name} failed:\n{output}")
         for name in names[1:]:
             _check(_cli(folder / name, "identity", "create", name), f"registering the identity of {name}")
         for name in names[1:]:
@@ -159,6 +168,8 @@ def start(folder: Path, nodes: int, key_size: int = 2048) -> list[dict[str, Any]
 
 
 def _describe(home: Path, name: str) -> dict[str, Any]:
+    from bitdust.api.client import ApiClient
+
     client = ApiClient.from_home(home)
     state = node_state(home)
     return {"name": name, "idurl": state["idurl"], "home": str(home), "api_url": client.url,

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 
 from bitdust.api.results import ApiError, error, ok
 from bitdust.api.unbuilt import UNBUILT, make_unbuilt
@@ -34,6 +35,9 @@ FILEMANAGER_MODES = (
     "stats", "config", "list", "listlocal", "listall", "upload", "delete", "deleteversion",
     "download", "tasks", "packets", "connections", "streams", "debuginfo",
 )
+
+SPACE_FRESH = 2.0
+"""Seconds a space_local result is answered again without walking the home (GUIs poll it)."""
 
 EXIT_DELAY = 0.1
 """Seconds between answering stop()/restart() and acting, so the answer reaches the client."""
@@ -58,6 +62,8 @@ class ApiMethods:
     def __init__(self, node: Node, access: GuiAccess | None = None) -> None:
         self.node = node
         self._access = access
+        self._space_waiters: list[Deferred[dict[str, Any]]] = []
+        self._space_cache: tuple[float, dict[str, Any] | None] = (0.0, None)
         self._table: dict[str, Callable[..., Any]] = {name: getattr(self, name) for name in _IMPLEMENTED}
         self._signatures: dict[str, inspect.Signature] = {}
         for name, params, service in UNBUILT:
@@ -284,7 +290,29 @@ class ApiMethods:
                 "total": total, "totalpercent": percent(total, disk.total), "totalstr": format_size(total),
             }
 
-        return deferToThreadPool(reactor, reactor.getThreadPool(), measure).addCallback(lambda r: ok([r]))
+        # The walk runs in the reactor's thread pool, behind the backup's reads and the
+        # supplier store's fsyncs: with 200 GUIs polling, each call queued a walk there and
+        # waited (issue 7, load test: space_local had the worst p99 by far). So callers
+        # that arrive during a walk share it, and a result younger than SPACE_FRESH
+        # seconds is answered at once.
+        cached_at, cached = self._space_cache
+        if cached is not None and 0 <= reactor.seconds() - cached_at < SPACE_FRESH:
+            return succeed(ok([cached]))
+        waiter: Deferred[dict[str, Any]] = Deferred()
+        self._space_waiters.append(waiter)
+        if len(self._space_waiters) == 1:
+            def deliver(result: Any) -> None:
+                waiters, self._space_waiters = self._space_waiters, []
+                if not isinstance(result, Failure):
+                    self._space_cache = (reactor.seconds(), result)
+                for each in waiters:
+                    if isinstance(result, Failure):
+                        each.errback(result)
+                    else:
+                        each.callback(result)
+
+            deferToThreadPool(reactor, reactor.getThreadPool(), measure).addBoth(deliver)
+        return waiter.addCallback(lambda r: ok([r]))
 
     # -- supplier: customers and donated space (service_supplier) -------------------------
 
