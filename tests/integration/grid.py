@@ -26,6 +26,7 @@ from bitdust.services.identity_server import IdentityServerService
 from bitdust.services.p2p_hookups import P2PHookupsService
 from bitdust.services.private_messages import PrivateMessagesService
 from bitdust.services.service import Service
+from bitdust.services.supplier import SupplierService
 from bitdust.transport.gateway import Gateway
 from bitdust.util.net import free_port
 
@@ -135,6 +136,25 @@ def wait_until(reactor: Any, predicate: Callable[[], bool], timeout: float, what
         if reactor.seconds() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         yield deferLater(reactor, POLL_SECONDS, lambda: None)
+
+
+def published(node: Node) -> bool:
+    """The supplier's availability record is in the DHT."""
+    announcer = service(node, SupplierService).announcer
+    return announcer is not None and announcer.publisher is not None and announcer.publisher.last is not None
+
+
+@inlineCallbacks
+def announce_suppliers(reactor: Any, grid: list[Node], timeout: float) -> Generator[Any, Any, list[Node]]:
+    """Make every node running service_supplier announce itself now (rather than at its
+    announcer's next 30 s check) and wait until every record is published; returns them."""
+    donors = [node for node in grid if node.services.is_on("service_supplier")]
+    for node in donors:
+        announcer = service(node, SupplierService).announcer
+        assert announcer is not None
+        announcer.check()
+    yield wait_until(reactor, lambda: all(published(node) for node in donors), timeout, "availability published")
+    return donors
 
 
 @inlineCallbacks

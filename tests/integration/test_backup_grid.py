@@ -25,7 +25,7 @@ from bitdust.services.supplier import SupplierService
 from bitdust.storage.backups.catalog_copy import CatalogCopyError, open_catalog
 from bitdust.storage.backups.catalog_sync import fetch_catalog_copy
 from bitdust.storage.ids import CATALOG_PATH_ID, PieceKind, make_piece_id, parse_piece_id
-from tests.integration.grid import api, idurl, make_grid, service, wait_until, within
+from tests.integration.grid import announce_suppliers, api, idurl, make_grid, service, wait_until, within
 
 COUNT = 5
 CUSTOMER = 1
@@ -100,13 +100,7 @@ def test_backup_services_start_and_hire(grid: list[Node]) -> Any:
     customer = grid[CUSTOMER]
     answer = api(customer, "backups_running")
     assert answer["status"] == "ERROR" and "service_backups" in answer["errors"][0]
-    donors = [n for n in grid if n.services.is_on("service_supplier")]
-    for node in donors:
-        announcer = service(node, SupplierService).announcer
-        assert announcer is not None
-        announcer.check()
-    yield wait_until(reactor, lambda: all(service(n, SupplierService).announcer.publisher.last  # type: ignore
-                                          for n in donors), WAIT, "availability published")
+    yield announce_suppliers(reactor, grid, WAIT)
     yield within(customer.services.start_service("service_backups"), WAIT, reactor)
     for name in ("service_data_motion", "service_list_files", "service_backup_db", "service_backups"):
         assert customer.services.is_on(name), name

@@ -25,8 +25,7 @@ from bitdust.node import Node
 from bitdust.services.customer import CustomerService
 from bitdust.services.employer import EmployerService
 from bitdust.services.nodes_lookup import NodesLookupService
-from bitdust.services.supplier import SupplierService
-from tests.integration.grid import api, free_port, idurl, make_grid, service, wait_until
+from tests.integration.grid import announce_suppliers, api, free_port, idurl, make_grid, service, wait_until
 
 COUNT = 6
 CUSTOMER = 1
@@ -82,11 +81,6 @@ def fire_hire_idle(node: Node) -> bool:
     return fire_hire is not None and fire_hire.state in ("READY", "WAIT")
 
 
-def published(node: Node) -> bool:
-    announcer = service(node, SupplierService).announcer
-    return announcer is not None and announcer.publisher is not None and announcer.publisher.last is not None
-
-
 def by_idurl(grid: list[Node], who: str) -> Node:
     return next(n for n in grid if n.my_identity is not None and idurl(n) == who)
 
@@ -98,12 +92,7 @@ def test_customer_hires_four_distinct_suppliers_and_the_small_one_refuses(grid: 
     assert answer == {"status": "ERROR", "errors": ["suppliers_list is not available: service_customer is not running"]}
     answer = api(customer, "supplier_replace", 0)
     assert answer["errors"] == ["supplier_replace is not available: service_employer is not running"]
-    donors = [node for node in grid if node.services.is_on("service_supplier")]
-    for node in donors:  # announce now rather than at the announcer's next 30 s check
-        announcer = service(node, SupplierService).announcer
-        assert announcer is not None
-        announcer.check()
-    yield wait_until(reactor, lambda: all(published(node) for node in donors), WAIT, "availability published")
+    yield announce_suppliers(reactor, grid, WAIT)
     small = idurl(grid[SMALL])
     lookup = service(customer, NodesLookupService)
     real_find = lookup.find

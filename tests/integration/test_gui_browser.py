@@ -22,9 +22,8 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 
 from bitdust.node import Node
-from bitdust.services.supplier import SupplierService
-from tests.integration.grid import market_grid, service, wait_until
-from tests.integration.test_customer_grid import all_online, published
+from tests.integration.grid import announce_suppliers, market_grid, wait_until
+from tests.integration.test_customer_grid import all_online
 from tests.restore_helpers import make_tree, snapshot
 
 CHROMIUM = "/usr/bin/chromium"
@@ -188,12 +187,7 @@ def drive(port: int, secret: str, url: str, source: Path, dest: Path) -> None:
 @pytest_twisted.inlineCallbacks
 def test_the_gui_backs_up_and_restores_through_the_browser(grid: list[Node], tmp_path: Path) -> Any:
     customer = grid[CUSTOMER]
-    donors = [node for node in grid if node.services.is_on("service_supplier")]
-    for node in donors:
-        announcer = service(node, SupplierService).announcer
-        assert announcer is not None
-        announcer.check()
-    yield wait_until(reactor, lambda: all(published(node) for node in donors), 30, "availability published")
+    yield announce_suppliers(reactor, grid, 30)
     yield customer.services.start_service("service_employer")
     yield wait_until(reactor, lambda: all_online(customer), 30, "4 suppliers online")
 

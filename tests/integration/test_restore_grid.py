@@ -25,8 +25,8 @@ from bitdust.services.rebuilding import RebuildingService
 from bitdust.services.restores import RestoresService
 from bitdust.services.supplier import SupplierService
 from bitdust.storage.ids import piece_path
-from tests.integration.grid import api, idurl, market_grid, service, wait_until
-from tests.integration.test_customer_grid import all_online, by_idurl, customer_of, hired, published
+from tests.integration.grid import announce_suppliers, api, idurl, market_grid, service, wait_until
+from tests.integration.test_customer_grid import all_online, by_idurl, customer_of, hired
 from tests.restore_helpers import make_tree, snapshot
 
 COUNT = 6
@@ -83,12 +83,7 @@ def redundancy(customer: Node, path_id: str) -> list[int]:
 @pytest_twisted.inlineCallbacks
 def test_backup_then_restore_byte_for_byte_elsewhere(grid: list[Node], tmp_path_factory: Any) -> Any:
     customer = grid[CUSTOMER]
-    donors = [node for node in grid if node.services.is_on("service_supplier")]
-    for node in donors:
-        announcer = service(node, SupplierService).announcer
-        assert announcer is not None
-        announcer.check()
-    yield wait_until(reactor, lambda: all(published(node) for node in donors), WAIT, "availability published")
+    yield announce_suppliers(reactor, grid, WAIT)
     yield customer.services.start_service("service_employer")
     yield wait_until(reactor, lambda: all_online(customer), WAIT, "4 suppliers online")
     assert customer.services.is_on("service_restores") and customer.services.is_on("service_rebuilding")
