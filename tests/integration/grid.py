@@ -92,6 +92,12 @@ def api(node: Node, method: str, *args: Any) -> Any:
     return answer
 
 
+def ok(answer: Any) -> Any:
+    """The result of an API answer that must be OK (the whole answer in the failure)."""
+    assert answer["status"] == "OK", answer
+    return answer["result"]
+
+
 def idurl(node: Node) -> str:
     assert node.my_identity is not None
     return node.my_identity.idurl

@@ -17,6 +17,7 @@ from bitdust.api.client import ApiClient
 from bitdust.api.filemanager_info import STATS_FIELDS
 from bitdust.api.methods import FILEMANAGER_MODES
 from bitdust.node import Node
+from tests.integration.grid import ok
 
 STATS_SPEC = {
     "bytes_donated", "bytes_indexed", "bytes_needed", "bytes_used_supplier", "bytes_used_total", "customers",
@@ -38,11 +39,6 @@ def call(node: Node, method: str, *args: Any, **kwargs: Any) -> Any:
     assert secret is not None
     client = ApiClient(f"http://127.0.0.1:{node.api_port}/", secret)
     return threads.deferToThread(client.call, method, *args, **kwargs)
-
-
-def ok(answer: Any) -> Any:
-    assert answer["status"] == "OK", answer
-    return answer["result"]
 
 
 def failed(answer: Any, *words: str) -> str:

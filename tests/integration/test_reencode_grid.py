@@ -22,11 +22,10 @@ from twisted.internet import reactor
 
 from bitdust.node import Node
 from bitdust.services.backups import BackupsService
-from bitdust.services.customer import CustomerService
 from bitdust.services.supplier import SupplierService
 from bitdust.storage.ids import REENCODED_PATH_ID
-from tests.integration.grid import announce_suppliers, api, idurl, market_grid, service, wait_until
-from tests.integration.test_customer_grid import by_idurl
+from tests.integration.grid import announce_suppliers, api, idurl, market_grid, ok, service, wait_until
+from tests.integration.test_customer_grid import by_idurl, customer_of
 from tests.restore_helpers import make_tree, snapshot
 
 COUNT = 8
@@ -41,15 +40,6 @@ shared: dict[str, Any] = {}
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Generator[list[Node], None, None]:
     yield from market_grid(reactor, tmp_path_factory.mktemp("reencode"), COUNT, CUSTOMER, SHARE, BLOCK)
-
-
-def ok(answer: Any) -> Any:
-    assert answer["status"] == "OK", answer
-    return answer["result"]
-
-
-def customer_of(node: Node) -> CustomerService:
-    return service(node, CustomerService)
 
 
 def online(node: Node, count: int) -> bool:

@@ -25,7 +25,7 @@ from bitdust.services.rebuilding import RebuildingService
 from bitdust.services.restores import RestoresService
 from bitdust.services.supplier import SupplierService
 from bitdust.storage.ids import piece_path
-from tests.integration.grid import announce_suppliers, api, idurl, market_grid, service, wait_until
+from tests.integration.grid import announce_suppliers, api, idurl, market_grid, ok, service, wait_until
 from tests.integration.test_customer_grid import all_online, by_idurl, customer_of, hired
 from tests.restore_helpers import make_tree, snapshot
 
@@ -39,11 +39,6 @@ SHARE = 2 * 1024 * 1024
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Generator[list[Node], None, None]:
     yield from market_grid(reactor, tmp_path_factory.mktemp("restore"), COUNT, CUSTOMER, SHARE, BLOCK)
-
-
-def ok(answer: Any) -> Any:
-    assert answer["status"] == "OK", answer
-    return answer["result"]
 
 
 def restore_row(customer: Node, backup_id: str) -> dict[str, Any] | None:

@@ -58,7 +58,7 @@ from bitdust.storage.restore.strikes import PieceStrikes
 from bitdust.transport.packet import Command, Packet, encode_frame, new_packet_id, now_ms
 from bitdust.transport.tcp import TcpConnections
 from bitdust.transport.udp_quic import PacketQuicProtocol, QuicTransport
-from tests.integration.grid import announce_suppliers, api, gateway_of, idurl, market_grid, service, wait_until
+from tests.integration.grid import announce_suppliers, api, gateway_of, idurl, market_grid, ok, service, wait_until
 from tests.integration.test_customer_grid import all_online, by_idurl, hired
 from tests.reliability.evil import (
     EvilSupplier,
@@ -84,11 +84,6 @@ shared: dict[str, Any] = {}
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Generator[list[Node], None, None]:
     yield from market_grid(reactor, tmp_path_factory.mktemp("badpeers"), COUNT, CUSTOMER, SHARE, BLOCK)
-
-
-def ok(answer: Any) -> Any:
-    assert answer["status"] == "OK", answer
-    return answer["result"]
 
 
 def strikes_of(customer: Node) -> Any:
