@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 
 from bitdust.services.customer import running_customer
 from bitdust.services.service import Service, ServiceUnavailable
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from bitdust.storage.backups.recovery import CatalogRecovery
 
 log = logging.getLogger(__name__)
+
+FINAL_COPY_SECONDS = 5.0
+"""How long stopping waits for the last catalog copy to reach the suppliers."""
 
 
 class BackupDbService(Service):
@@ -77,14 +81,39 @@ class BackupDbService(Service):
         self.recovery = start_if_requested(node, self)  # after ``bitdust identity restore``
 
     def stop(self) -> Deferred[None]:
-        """Saves on the reactor thread, not in a worker: a save still running in a thread
-        could finish after a later one and put an older catalog back in place."""
+        """Copies a catalog changed since its last copy to the suppliers first (bounded by
+        :data:`FINAL_COPY_SECONDS`; data motion stops after us): the copier looks only every
+        few seconds, and a daemon stopped right after a backup finished would otherwise
+        leave the suppliers a copy in which that version is still in progress, which a
+        disaster recovery would then drop. Saves on the reactor thread, not in a worker: a
+        save still running in a thread could finish after a later one and put an older
+        catalog back in place."""
         recovery, self.recovery = self.recovery, None
         if recovery is not None:
             recovery.stop()
         copier, self.copier = self.copier, None
         if copier is not None:
             copier.stop()
+        if copier is None or (recovery is not None and recovery.state == "WAITING"):
+            return self._save_and_drop()  # still recovering: the copies on the suppliers are the truth
+        if not self._suppliers_connected():
+            # A supplier gone: a copy now would wait for it (the copier retries once running).
+            return self._save_and_drop()
+        final = copier.upload_now().addTimeout(FINAL_COPY_SECONDS, self.node.reactor)
+
+        def not_copied(failure: Failure) -> None:
+            log.warning("the latest catalog was not copied to the suppliers before stopping: %s",
+                        failure.getErrorMessage())
+
+        return final.addCallbacks(lambda _r: None, not_copied).addCallback(lambda _r: self._save_and_drop())
+
+    def _suppliers_connected(self) -> bool:
+        try:
+            return running_customer(self.node, self.name).all_connected()
+        except ServiceUnavailable:
+            return False
+
+    def _save_and_drop(self) -> Deferred[None]:
         catalog, self._catalog = self._catalog, None
         if catalog is None:
             return succeed(None)

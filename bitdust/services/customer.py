@@ -131,6 +131,11 @@ class CustomerService(Service):
         count = suppliers.size if position < suppliers.size else suppliers.span  # retained: the old share
         return market.ServiceRequest(max(1, math.ceil(needed / count)), suppliers.request_map(position), position)
 
+    def all_connected(self) -> bool:
+        """Every position has a supplier and it is connected right now."""
+        views = self.positions()
+        return bool(views) and all(v.idurl and v.state == CONNECTED for v in views)
+
     def positions(self) -> list[PositionView]:
         suppliers = self.running_list()
         views = []

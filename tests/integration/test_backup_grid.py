@@ -291,3 +291,24 @@ def test_max_copies_and_delete_free_supplier_space(grid: list[Node], tmp_path: P
     gone = yield api(customer, "backup_delete_path", str(small))
     assert gone == {"status": "OK", "result": f"item {path_id} was deleted from remote peers"}
     assert service(customer, BackupDbService).catalog.get(path_id) is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_stopping_copies_a_changed_catalog_to_the_suppliers_first(grid: list[Node], tmp_path: Path) -> Any:
+    """The copier looks only every few seconds: a daemon stopped right after a change
+    (a backup that just finished) must not leave the suppliers an older copy, which a
+    disaster recovery would restore."""
+    customer = grid[CUSTOMER]
+    db = service(customer, BackupDbService)
+    assert db.copier is not None
+    done = yield within(db.copier.upload_now(), WAIT, reactor)
+    assert done is True, db.copier.last_error
+    db.copier.stop()  # the periodic check cannot copy what comes next
+    (tmp_path / "late").mkdir()
+    added = yield api(customer, "backup_dir_add", str(tmp_path / "late"))
+    assert added["status"] == "OK", added
+    expected = db.catalog.export_bytes()
+    yield within(customer.services.stop_service("service_backup_db"), WAIT, reactor)
+    fetched = yield within(fetch_catalog_copy(customer), WAIT, reactor)
+    assert fetched.export_bytes() == expected
+    yield within(customer.services.start_service("service_backups"), WAIT, reactor)

@@ -63,8 +63,7 @@ class Parts:
         return min(int(config.get("services/backups/block-size")), int(config.get("services/backups/max-block-size")))
 
     def all_connected(self) -> bool:
-        views = self.customer.positions()
-        return bool(views) and all(v.idurl and v.state == CONNECTED for v in views)
+        return self.customer.all_connected()
 
 
 class RealJobIO:
