@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
-from twisted.python.failure import Failure
 
 from bitdust.services.customer import running_customer
 from bitdust.services.service import Service, ServiceUnavailable
@@ -99,13 +98,12 @@ class BackupDbService(Service):
         if not self._suppliers_connected():
             # A supplier gone: a copy now would wait for it (the copier retries once running).
             return self._save_and_drop()
-        final = copier.upload_now().addTimeout(FINAL_COPY_SECONDS, self.node.reactor)
+        def copied(done: bool) -> Deferred[None]:
+            if not done:
+                log.warning("the latest catalog was not copied to every supplier before stopping")
+            return self._save_and_drop()
 
-        def not_copied(failure: Failure) -> None:
-            log.warning("the latest catalog was not copied to the suppliers before stopping: %s",
-                        failure.getErrorMessage())
-
-        return final.addCallbacks(lambda _r: None, not_copied).addCallback(lambda _r: self._save_and_drop())
+        return copier.final_copy(FINAL_COPY_SECONDS).addCallback(copied)
 
     def _suppliers_connected(self) -> bool:
         try:

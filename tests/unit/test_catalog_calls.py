@@ -165,6 +165,10 @@ def test_running_catalog_needs_the_service(node: Any) -> None:
         catalog_calls.running_catalog(node, "backups_list")
 
 
+def not_running(name: str, *_args: Any) -> Any:
+    raise ServiceUnavailable(f"{name} is not running")
+
+
 @pytest_twisted.inlineCallbacks
 def test_service_loads_on_start_and_saves_on_stop(node: Any) -> Any:
     service = BackupDbService(node)
@@ -172,7 +176,8 @@ def test_service_loads_on_start_and_saves_on_stop(node: Any) -> Any:
         _ = service.catalog
     yield service.start()
     service.catalog.add_path(LocalPath("/srv/a.txt", ItemType.FILE, 1))  # changed, not saved by the caller
-    node.services = SimpleNamespace(installed=lambda _n: True, is_on=lambda _n: True, instance=lambda _n: service)
+    node.services = SimpleNamespace(installed=lambda _n: True, is_on=lambda _n: True, instance=lambda _n: service,
+                                    running=not_running)
     assert catalog_calls.running_catalog(node, "backups_list") is service.catalog
     yield service.stop()
     assert not service.loaded

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 
 from bitdust.crypto.keys import PrivateKey
+from bitdust.home import Home
 from bitdust.storage.backups.catalog_copy import (
     CHUNK_SIZE,
     CatalogCopyError,
@@ -17,6 +24,7 @@ from bitdust.storage.backups.catalog_copy import (
     seal_catalog,
     split_chunks,
 )
+from bitdust.storage.backups.catalog_sync import CatalogCopier
 from bitdust.storage.catalog.localpath import LocalPath
 from bitdust.storage.catalog.model import ItemType
 from bitdust.storage.catalog.tree import Catalog
@@ -65,3 +73,41 @@ def test_piece_names_and_listing() -> None:
     assert copies_in(listed) == {V2: {0: piece}, V1: {0: chunk_piece_id(V1, 0, 3)}}
     assert newest_first({V1, V2}) == [V2, V1]
     assert [len(c) for c in split_chunks(b"x" * (CHUNK_SIZE + 1))] == [CHUNK_SIZE, 1]
+
+
+def test_the_last_copy_before_stopping_is_bounded_and_starts_nothing_after(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop must not hang on a supplier that no longer answers, and the bound must not
+    turn into one more upload (cancelling upload_now() would start its re-check)."""
+    clock = Clock()
+    node: Any = SimpleNamespace(home=Home(tmp_path / "home"), clock=clock)
+    node.home.ensure()
+    copier = CatalogCopier(node, Catalog, lambda: None, lambda: None, lambda: 4)  # type: ignore[arg-type,return-value]
+    hanging: Deferred[bool] = Deferred()
+    copier.uploading = hanging  # an upload to a supplier that went away
+    started: list[int] = []
+
+    def upload_now() -> Deferred[bool]:
+        started.append(1)
+        return Deferred()
+
+    monkeypatch.setattr(copier, "upload_now", upload_now)
+    outcome = copier.final_copy(5.0)
+    clock.advance(4.9)
+    assert not outcome.called
+    clock.advance(0.2)
+    assert outcome.called and outcome.result is False
+    hanging.callback(True)  # it lands late: nothing more happens
+    assert started == [] and outcome.result is False
+
+
+def test_the_last_copy_reports_a_copy_that_landed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    node: Any = SimpleNamespace(home=Home(tmp_path / "home"), clock=clock)
+    node.home.ensure()
+    copier = CatalogCopier(node, Catalog, lambda: None, lambda: None, lambda: 4)  # type: ignore[arg-type,return-value]
+    landing: Deferred[bool] = Deferred()
+    monkeypatch.setattr(copier, "upload_now", lambda: landing)
+    outcome = copier.final_copy(5.0)
+    landing.callback(True)
+    assert outcome.called and outcome.result is True and not clock.getDelayedCalls()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 
 from bitdust.storage.backups.catalog_copy import (
     CatalogCopyError,
@@ -99,6 +100,31 @@ class CatalogCopier:
             return result
 
         return self.uploading.addBoth(done)
+
+    def final_copy(self, seconds: float) -> Deferred[bool]:
+        """One last copy before stopping. Fires with True once it is on every supplier,
+        with False when it could not be made or did not land within ``seconds``: then it
+        is left to finish or fail on its own, never cancelled, and nothing is chained after
+        it (a cancelled upload_now() would start its re-check, unbounded). An upload
+        already running is waited for instead of starting another."""
+        outcome: Deferred[bool] = Deferred()
+
+        def settle(copied: bool) -> None:
+            if not outcome.called:
+                outcome.callback(copied)
+
+        timer = self.node.clock.callLater(seconds, settle, False)
+
+        def landed(result: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            if isinstance(result, Failure):
+                log.info("last catalog copy failed: %s", result.getErrorMessage())
+            settle(result is True)
+
+        running = self.uploading if self.uploading is not None else self.upload_now()
+        running.addBoth(landed)
+        return outcome
 
     @inlineCallbacks
     def _upload(self) -> Generator[Any, Any, bool]:
