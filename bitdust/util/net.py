@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import random
 import socket
 from pathlib import Path
@@ -13,8 +14,32 @@ PICK_SPAN = 12000
 PICK_ATTEMPTS = 64
 
 
+class _Handed:
+    """Ports this process handed out recently. A port is only *free* until someone binds
+    it, and callers often take several before binding any (a grid of nodes, each with a
+    TCP, UDP and API port): without this record two of them could draw the same one.
+    The one piece of process-wide state here, bounded; it belongs to no node."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.ports: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
+
+    def take(self, kind: int, port: int) -> bool:
+        key = (kind, port)
+        if key in self.ports:
+            return False
+        self.ports[key] = None
+        while len(self.ports) > self.size:
+            self.ports.popitem(last=False)
+        return True
+
+
+_HANDED = _Handed(4096)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free on 127.0.0.1 right now; ``kind`` SOCK_DGRAM for UDP.
+    """A port free on 127.0.0.1 right now, not handed out before by this process;
+    ``kind`` SOCK_DGRAM for UDP.
 
     Picked at random *below* the kernel's ephemeral range: a port the kernel hands out
     (bind to 0) is also what it gives the next outgoing connection as its source port,
@@ -30,6 +55,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
                 sock.bind((LOOPBACK, port))
             except OSError:
                 continue
+        if _HANDED.take(kind, port):
             return port
     with socket.socket(socket.AF_INET, kind) as sock:  # that range is crowded: let the kernel pick
         sock.bind((LOOPBACK, 0))

@@ -29,3 +29,12 @@ def test_a_crowded_range_falls_back_to_the_kernel(monkeypatch: pytest.MonkeyPatc
             pytest.skip(f"port {low - 1} is in use by something else")
         port = net.free_port()
         assert port != low - 1 and port >= low
+
+
+def test_a_port_is_not_handed_out_twice_before_anyone_binds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    picks = iter([4242, 4242, 4243])
+    monkeypatch.setattr(net.random, "randrange", lambda _a, _b: next(picks))
+    monkeypatch.setattr(net, "_ephemeral_low", lambda: 5000)
+    monkeypatch.setattr(net, "_HANDED", net._Handed(8))
+    assert net.free_port() == 4242
+    assert net.free_port() == 4243  # 4242 is still free (nobody bound it), but it was handed out
