@@ -49,6 +49,10 @@ handlers for ``Data`` and ``CancelService`` (the gateway calls every handler):
   acts only on its own folder), ``rejected`` (the sender has no contract: not a customer,
   or no longer),
   ``busy`` (too many requests of that customer queued), ``bad-request`` (bad payload).
+- ``unavailable`` is not sent by a supplier: it is what :meth:`Failure.decode` makes of the
+  gateway's own Fail for a command no service handles (the node is starting, or its
+  supplier service is off). Customers treat it as "offline for now", never as a refusal:
+  a supplier restarting must not be fired because it was asked a moment too early.
 """
 
 from __future__ import annotations
@@ -61,12 +65,13 @@ from typing import Any
 from bitdust.identity.idurl import is_idurl, parse_idurl
 from bitdust.storage.ecc import SUPPLIER_COUNTS
 from bitdust.storage.ids import IdError, parse_backup_id, parse_piece_id
+from bitdust.transport.gateway import UNSERVED
 
 MAX_CONTROL_BYTES = 64 * 1024
 MAX_LIST_BYTES = 8 * 1024 * 1024
 _PIECE_HEADER = struct.Struct(">H")
 
-FAIL_CODES = ("no-space", "over-quota", "not-found", "not-owner", "rejected", "bad-request", "busy")
+FAIL_CODES = ("no-space", "over-quota", "not-found", "not-owner", "rejected", "bad-request", "busy", "unavailable")
 
 
 class ProtocolError(ValueError):
@@ -143,11 +148,13 @@ class Failure:
 
     @classmethod
     def decode(cls, payload: bytes) -> Failure:
-        """Lenient: a Fail from an older peer may be plain text."""
+        """Lenient: a Fail from an older peer may be plain text; the gateway's own Fail
+        for an unserved command is ``unavailable``."""
         try:
             value = _load(payload)
         except ProtocolError:
-            return cls("bad-request", payload[:500].decode("utf-8", "replace"))
+            text = payload[:500].decode("utf-8", "replace")
+            return cls("unavailable" if text.endswith(UNSERVED) else "bad-request", text)
         code = value.get("code") if value.get("code") in FAIL_CODES else "bad-request"
         return cls(str(code), str(value.get("reason", ""))[:500])
 

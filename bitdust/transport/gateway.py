@@ -12,7 +12,9 @@ inbox never raises into the transport that called it.
 
 Replies (Ack/Fail) carry the PacketID of the request and resolve the matching
 :meth:`Gateway.outbox` call; other commands go to handlers registered per Command. A
-command nobody handles is answered with Fail, so the sender does not wait for a timeout.
+command nobody handles is answered with Fail (text ending in :data:`UNSERVED`), so the
+sender does not wait for a timeout and can tell "not served here now" (a node starting,
+or with that service off) from a refusal by the service itself.
 ``Identity`` packets are handled here: the enclosed document must carry the same key
 the cache knows for the creator; from a creator not cached yet it is verified against
 itself and the cache keeps it as unconfirmed (the idurl's own server wins later). The
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from bitdust.node import Node
 
 log = logging.getLogger(__name__)
+
+UNSERVED = "is not served by this node"
 
 PROTO_ORDER = ("tcp", "udp")  # TCP carries bulk data; QUIC on UDP is the fallback
 MAX_SKEW_SECONDS = 600.0
@@ -350,7 +354,7 @@ class Gateway:
         handlers = list(self._handlers.get(packet.command, ()))
         if not handlers:
             if packet.command not in (Command.Ack, Command.Fail):
-                self.fail(packet, f"{packet.command.value} is not served by this node")
+                self.fail(packet, f"{packet.command.value} {UNSERVED}")
             return
         for handler in handlers:
             maybeDeferred(handler, packet).addErrback(self._handler_failed, packet, size)

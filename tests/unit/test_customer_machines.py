@@ -22,6 +22,7 @@ from bitdust.storage.customer.finder import RecentRefusals, SupplierFinder
 from bitdust.storage.customer.fire_hire import FireHire, PositionView, ReplaceRefused, may_replace
 from bitdust.storage.customer.suppliers import SupplierList, SupplierListError
 from bitdust.storage.market import Failure, ServiceRequest
+from bitdust.transport.gateway import UNSERVED
 from bitdust.transport.outbox import GatewayTimeout
 
 
@@ -101,6 +102,22 @@ def test_connector_refused_keeps_reason() -> None:
     assert connector.state == REFUSED
     assert connector.reason == "no-space: too small"
     assert not any(call[0] == "list" for call in link.calls)
+
+
+def test_connector_a_node_not_serving_yet_is_offline_not_refused() -> None:
+    """A supplier restarting answers through its gateway before its supplier service is
+    up: that must not look like a refusal, which fire_hire acts on at once."""
+    clock, link = Clock(), FakeLink()
+    connector = make_connector(clock, link)
+    connector.event("connect")
+    link.ack(idurl("s0"))
+    connector.event("connect")
+    link.requests[idurl("s0")].pop(0).errback(
+        Refused(Failure.decode(f"RequestService {UNSERVED}".encode())))
+    assert connector.state == OFFLINE and connector.reason.startswith("unavailable: RequestService")
+    connector.event("connect")
+    link.ack(idurl("s0"))
+    assert connector.state == CONNECTED
 
 
 def test_connector_offline_time_counts_from_first_miss() -> None:

@@ -2,7 +2,9 @@
 
 It asks with ``RequestService`` (:class:`bitdust.storage.market.ServiceRequest`) and
 reads the answer: ``Ack`` -> CONNECTED, ``Fail`` -> REFUSED (the reason is kept),
-no answer -> OFFLINE (the time it went offline is kept: fire_hire compares it with
+no answer, or the node's gateway saying it serves no RequestService right now (code
+``unavailable``: it is starting, or its supplier service is off) -> OFFLINE (the time it
+went offline is kept: fire_hire compares it with
 ``services/employer/critically-offline-seconds``). The customer service sends
 ``connect`` again every ``services/customer/recheck-seconds`` and on
 ``suppliers_ping()``: asking again is how a customer checks that a supplier is alive
@@ -126,7 +128,9 @@ class SupplierConnector(Automat):
     def _not_answered(self, failure: Failure) -> None:
         self._asking = False
         refused = failure.value
-        if isinstance(refused, Refused):
+        if isinstance(refused, Refused) and refused.failure.code == "unavailable":
+            self.event("timeout", str(refused))
+        elif isinstance(refused, Refused):
             self.event("fail", refused.failure)
         elif failure.check(GatewayError):
             self.event("timeout", failure.getErrorMessage())
