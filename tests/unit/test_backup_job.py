@@ -21,9 +21,12 @@ class FakeIO:
         self.encodes: list[Deferred[EncodedBlock | None]] = []
         self.sends: dict[str, Deferred[None]] = {}
         self.next = 0
+        self.suppliers_wait: Deferred[None] | None = None  # None: every supplier is connected
 
     def wait_suppliers(self) -> Deferred[None]:
         self.calls.append("wait")
+        if self.suppliers_wait is not None:
+            return self.suppliers_wait
         return succeed(None)
 
     def open(self, path_id: str, backup_id: str) -> Deferred[Opened]:
@@ -138,3 +141,17 @@ def test_abort_while_starting_and_read_failure() -> None:
     io2.encodes[0].errback(OSError("permission denied"))
     assert job2.state == FAILED and "permission denied" in job2.error and io2.calls[-1] == "discard"
 
+
+
+def test_abort_while_waiting_for_suppliers_ends_the_wait() -> None:
+    """The wait holds a timer and a listener on the customer service: an abort must end
+    it, or its timer fires after the services stopped."""
+    io = FakeIO(2)
+    ended: list[str] = []
+    io.suppliers_wait = Deferred(lambda _d: ended.append("cancelled"))
+    job = BackupJob(Clock(), None, io, "0", BACKUP, "/src")
+    job.event("start")
+    assert job.state == "WAITING"
+    job.abort()
+    assert job.state == "ABORTED" and ended == ["cancelled"]
+    assert io.calls == ["wait"], "nothing opened, nothing discarded"

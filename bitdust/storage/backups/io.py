@@ -77,12 +77,19 @@ class RealJobIO:
     def wait_suppliers(self) -> Deferred[None]:
         """Every position must have a connected supplier: a piece for an empty or
         offline position could not be acknowledged, so waiting (bounded) beats failing
-        halfway through a big item."""
+        halfway through a big item. Cancelling (the job aborted) drops the timer and the
+        listener: nothing of the wait outlives the job or the customer service."""
         parts = self.parts
         if parts.all_connected():
             return succeed(None)
-        result: Deferred[None] = Deferred()
         clock = parts.node.clock
+
+        def cancelled(_result: Deferred[None]) -> None:
+            parts.customer.remove_change_listener(check)
+            if timer.active():
+                timer.cancel()
+
+        result: Deferred[None] = Deferred(cancelled)
 
         def check() -> None:
             if not result.called and parts.all_connected():

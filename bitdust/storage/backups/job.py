@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -63,7 +63,8 @@ class Opened:
 
 class JobIO(Protocol):
     def wait_suppliers(self) -> Deferred[None]:
-        """Fires once every position has a connected supplier; fails (bounded) otherwise."""
+        """Fires once every position has a connected supplier; fails (bounded) otherwise;
+        cancelling it ends the wait."""
 
     def open(self, path_id: str, backup_id: str) -> Deferred[Opened]:
         """Record the version in the catalog (in progress) and open the encoder."""
@@ -87,7 +88,7 @@ class BackupJob(Automat):
         ("AT_STARTUP", "start"): [Transition(WAITING, ("wait_suppliers",))],
         (WAITING, "ready"): [Transition(STARTING, ("open",))],
         (WAITING, "failed"): [Transition(FAILED, ("remember_error", "finish"))],
-        (WAITING, "abort"): [Transition(ABORTED, ("finish",))],
+        (WAITING, "abort"): [Transition(ABORTED, ("stop_waiting", "finish"))],
         (STARTING, "opened"): [Transition(CLEANUP, ("remember_opened", "cleanup"), guard="aborted"),
                                Transition(RUNNING, ("remember_opened", "pump"))],
         (STARTING, "failed"): [Transition(CLEANUP, ("remember_error", "cleanup"))],
@@ -135,6 +136,7 @@ class BackupJob(Automat):
         self.ack_wait = 0.0
         self._asked_at = 0.0
         self._full_since: float | None = None
+        self._waiting: Deferred[None] | None = None
 
     # -- guards -----------------------------------------------------------------------------
 
@@ -153,7 +155,17 @@ class BackupJob(Automat):
     # -- actions ----------------------------------------------------------------------------
 
     def do_wait_suppliers(self, *_args: Any) -> None:
-        self.io.wait_suppliers().addCallbacks(lambda _r: self.event("ready"), self._failed)
+        self._waiting = self.io.wait_suppliers()
+        self._waiting.addCallbacks(lambda _r: self.event("ready"), self._wait_failed)
+
+    def _wait_failed(self, failure: Failure) -> None:
+        if not failure.check(CancelledError):  # cancelled: the abort already ended the job
+            self._failed(failure)
+
+    def do_stop_waiting(self, *_args: Any) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and not waiting.called:
+            waiting.cancel()
 
     def do_open(self, *_args: Any) -> None:
         self.io.open(self.path_id, self.backup_id).addCallbacks(lambda o: self.event("opened", o), self._failed)
