@@ -146,7 +146,9 @@ def test_two_to_four_survives_a_restart_and_loses_two_suppliers(grid: list[Node]
     grid[CUSTOMER] = again  # stopped by the fixture at the end
     yield again.start()
     assert customer_of(again).running_list().size == 4
-    if before:  # caught in the middle (the usual case): the progress came back from the catalog
+    if before and version_row(again)["eccmap"] != "ecc/4x4":
+        # Caught in the middle (the usual case; the blocks in flight may also have ended
+        # it while stopping): the progress came back from the catalog.
         assert blocks_done(again) >= before, (before, version_row(again))
     yield wait_until(reactor, lambda: online(again, 4), WAIT, "the 4 suppliers online after the restart")
     yield wait_until(reactor, lambda: switched(again, "ecc/4x4"), WAIT, "the version re-encoded to ecc/4x4")
