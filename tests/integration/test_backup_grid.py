@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from bitdust.config import Config
 from bitdust.crypto.keys import PrivateKey
@@ -71,6 +71,17 @@ def stored(node: Node, customer: Node) -> dict[str, int]:
 
 def backups(node: Node) -> BackupsService:
     return service(node, BackupsService)
+
+
+@inlineCallbacks
+def start_backup(customer: Node, source: Path) -> Generator[Any, Any, tuple[dict[str, Any], str, Any]]:
+    """backup_start_path of ``source``: (the answer, the backup ID, its running job)."""
+    answer = yield api(customer, "backup_start_path", str(source))
+    assert answer["status"] == "OK", answer
+    jobs = backups(customer).jobs
+    assert jobs is not None
+    (backup_id, job), = jobs.running.items()
+    return answer, backup_id, job
 
 
 def all_online(node: Node) -> bool:
@@ -216,11 +227,7 @@ def test_abort_in_the_middle_leaves_no_half_version(grid: list[Node], tmp_path: 
     customer = grid[CUSTOMER]
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(80 * BLOCK))
-    answer = yield api(customer, "backup_start_path", str(big))
-    assert answer["status"] == "OK", answer
-    jobs = backups(customer).jobs
-    assert jobs is not None
-    (backup_id, job), = jobs.running.items()
+    answer, backup_id, job = yield start_backup(customer, big)
     yield wait_until(reactor, lambda: job.blocks >= 3, WAIT, "a few blocks sent")
     aborted = yield within(api(customer, "backup_abort_running", backup_id), WAIT, reactor)
     assert aborted == {"status": "OK", "result": f"backup {backup_id} aborted"}
@@ -239,11 +246,7 @@ def test_local_copies_are_kept_and_deleted_locally(grid: list[Node], tmp_path: P
     try:
         source = tmp_path / "kept.bin"
         source.write_bytes(os.urandom(2 * BLOCK))
-        answer = yield api(customer, "backup_start_path", str(source))
-        assert answer["status"] == "OK", answer
-        jobs = backups(customer).jobs
-        assert jobs is not None
-        (backup_id, job), = jobs.running.items()
+        answer, backup_id, job = yield start_backup(customer, source)
         state = yield within(job.finished, WAIT, reactor)
         assert state == "DONE", job.error
     finally:
@@ -268,11 +271,7 @@ def test_max_copies_and_delete_free_supplier_space(grid: list[Node], tmp_path: P
     versions = []
     for text in ("first", "second"):
         small.write_text(text)
-        answer = yield api(customer, "backup_start_path", str(small))
-        assert answer["status"] == "OK", answer
-        jobs = backups(customer).jobs
-        assert jobs is not None
-        (backup_id, job), = jobs.running.items()
+        answer, backup_id, job = yield start_backup(customer, small)
         state = yield within(job.finished, WAIT, reactor)
         assert state == "DONE", job.error
         versions.append(backup_id)

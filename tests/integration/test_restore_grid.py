@@ -76,6 +76,19 @@ def redundancy(customer: Node, path_id: str) -> list[int]:
 
 
 @pytest_twisted.inlineCallbacks
+def stop_two_then_restore(grid: list[Node], positions: list[int], dest: Path) -> Any:
+    """Stop the suppliers at two ``positions``; the version must still restore to ``dest``."""
+    customer = grid[CUSTOMER]
+    for position in positions:
+        yield supplier_node(grid, position).stop()
+    yield wait_until(reactor, lambda: [r["status"] for r in ok(api(customer, "suppliers_list"))].count("offline") == 2,
+                     WAIT, "two suppliers offline")
+    row = yield restored(customer, shared["path_id"], str(dest), shared["backup_id"])
+    assert row["state"] == "DONE", row
+    assert snapshot(dest / "Docs") == shared["tree"]
+
+
+@pytest_twisted.inlineCallbacks
 def test_backup_then_restore_byte_for_byte_elsewhere(grid: list[Node], tmp_path_factory: Any) -> Any:
     customer = grid[CUSTOMER]
     yield announce_suppliers(reactor, grid, WAIT)
@@ -126,14 +139,7 @@ def test_two_of_four_suppliers_stopped_it_still_restores(grid: list[Node], tmp_p
     customer = grid[CUSTOMER]
     before = hired(customer)
     victims = [p for p, who in enumerate(before) if who != idurl(grid[0])][:2]  # node0 serves identities
-    for position in victims:
-        yield supplier_node(grid, position).stop()
-    yield wait_until(reactor, lambda: [r["status"] for r in ok(api(customer, "suppliers_list"))].count("offline") == 2,
-                     WAIT, "two suppliers offline")
-    dest = tmp_path_factory.mktemp("work") / "offline"
-    row = yield restored(customer, shared["path_id"], str(dest), shared["backup_id"])
-    assert row["state"] == "DONE", row
-    assert snapshot(dest / "Docs") == shared["tree"]
+    yield stop_two_then_restore(grid, victims, tmp_path_factory.mktemp("work") / "offline")
     for position in victims:  # back again, for the replacement test
         index = grid.index(by_idurl(grid, before[position]))
         again = Node(grid[index].home.root, reactor=reactor)
@@ -183,14 +189,7 @@ def test_replaced_supplier_is_rebuilt_then_two_others_stop_and_it_still_restores
     assert len(held) == 2 * len(whole) and all(f"-{position}-" in p for p in held)
 
     others = [p for p in range(4) if p != position][:2]
-    for stopped in others:
-        yield supplier_node(grid, stopped).stop()
-    yield wait_until(reactor, lambda: [r["status"] for r in ok(api(customer, "suppliers_list"))].count("offline") == 2,
-                     WAIT, "two suppliers offline")
-    dest = tmp_path_factory.mktemp("work") / "third"
-    row = yield restored(customer, shared["path_id"], str(dest), shared["backup_id"])
-    assert row["state"] == "DONE", row
-    assert snapshot(dest / "Docs") == shared["tree"]
+    yield stop_two_then_restore(grid, others, tmp_path_factory.mktemp("work") / "third")
     shared["stopped"] = others
 
 
