@@ -38,6 +38,11 @@ class Initializer(Automat):
         self.node = node
         self.failure_reason = ""
 
+    @property
+    def starting(self) -> bool:
+        """Between ``run`` and READY/FAILED: services may not all be up yet."""
+        return self.state in _STAGES
+
     def _run_stage(self, step: Any, done_event: str) -> None:
         def ok(_: object) -> None:
             self.event(done_event)

@@ -13,8 +13,10 @@ inbox never raises into the transport that called it.
 Replies (Ack/Fail) carry the PacketID of the request and resolve the matching
 :meth:`Gateway.outbox` call; other commands go to handlers registered per Command. A
 command nobody handles is answered with Fail (text ending in :data:`UNSERVED`), so the
-sender does not wait for a timeout and can tell "not served here now" (a node starting,
-or with that service off) from a refusal by the service itself.
+sender does not wait for a timeout and can tell "not served here" (that service is off)
+from a refusal by the service itself. While the node is still starting such a packet is
+dropped instead (counted as ``starting``): its service may be a moment away, and the
+sender's own retry will find it, where a Fail would end the sender's request.
 ``Identity`` packets are handled here: the enclosed document must carry the same key
 the cache knows for the creator; from a creator not cached yet it is verified against
 itself and the cache keeps it as unconfirmed (the idurl's own server wins later). The
@@ -353,8 +355,13 @@ class Gateway:
             return
         handlers = list(self._handlers.get(packet.command, ()))
         if not handlers:
-            if packet.command not in (Command.Ack, Command.Fail):
-                self.fail(packet, f"{packet.command.value} {UNSERVED}")
+            if packet.command in (Command.Ack, Command.Fail):
+                return
+            if self.node.initializer.starting:
+                log.debug("%s arrived while starting, before a service handles it: dropped", packet)
+                self.stats.dropped_in("starting", size)
+                return
+            self.fail(packet, f"{packet.command.value} {UNSERVED}")
             return
         for handler in handlers:
             maybeDeferred(handler, packet).addErrback(self._handler_failed, packet, size)

@@ -33,7 +33,7 @@ RECENT_PACKETS = 200
 
 # Drop reasons that count as "unknown" input rather than "failed".
 UNKNOWN_REASONS = frozenset({"garbage", "oversize", "buffer_full", "unknown_creator"})
-NOT_FAILURES = frozenset({"duplicate"})
+NOT_FAILURES = frozenset({"duplicate", "starting"})
 
 
 class _Direction:

@@ -133,7 +133,18 @@ def test_api_over_json_rpc(running: list[Node], make_home: Any, keys: list[Priva
 
 @pytest_twisted.inlineCallbacks
 def test_unserved_command_gets_fail(running: list[Node], make_home: Any, keys: list[PrivateKey]) -> Any:
+    """Fail once the node is up; silence while it starts (its service may be a moment
+    away: a Fail then would end the sender's request, a drop lets its retry find it)."""
     alice, bob = yield make_nodes(running, make_home, keys)
+    bob.initializer.state = "SERVICES"  # as if bob's services were still starting
+    try:
+        early = gateway(alice).make_packet(Command.ListFiles, b"", bob.my_identity.idurl)
+        with pytest.raises(GatewayTimeout):
+            yield gateway(alice).outbox(early, timeout=0.3, retries=0)
+        assert gateway(bob).stats.as_api()["in"]["dropped"]["starting"] == 1
+        assert gateway(bob).stats.as_api()["in"]["failedpackets"] == 0
+    finally:
+        bob.initializer.state = "READY"
     packet = gateway(alice).make_packet(Command.ListFiles, b"", bob.my_identity.idurl)
     reply = yield gateway(alice).outbox(packet, timeout=5, retries=0)
     assert reply.command is Command.Fail and b"not served" in reply.payload
