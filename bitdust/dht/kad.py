@@ -162,16 +162,20 @@ class DhtNode:
         return resolved
 
     def stop(self) -> Deferred[None]:
-        """Close the socket and end pending lookups (their Deferreds fail with CancelledError)."""
+        """Close the socket and end pending lookups (their Deferreds fail with CancelledError).
+
+        Requests waiting for an answer are cancelled, not answered "no reply": kademlia
+        goes on after a missing reply (the next node of a lookup, the next store), and
+        those sends would then hit the closed socket inside orphaned tasks."""
         if not self.running:
             return succeed(None)
         self.port = None
         protocol = self._server.protocol
         if protocol is not None:
+            protocol.closed = True
             for future, timeout in list(protocol._outstanding.values()):
                 timeout.cancel()
-                if not future.done():
-                    future.set_result((False, None))
+                future.cancel()
             protocol._outstanding.clear()
         for task in list(self._tasks):
             task.cancel()

@@ -18,6 +18,9 @@ from bitdust.identity.idurl import split_host_port
 
 log = logging.getLogger(__name__)
 
+NO_REPLY = (False, None)
+"""What kademlia's ``call_*`` return when the peer did not answer."""
+
 
 class GuardedProtocol(KademliaProtocol):
     """kademlia's protocol with a shorter RPC timeout, and garbage datagrams counted
@@ -27,6 +30,23 @@ class GuardedProtocol(KademliaProtocol):
         super().__init__(source_node, storage, ksize)
         self._wait_timeout = rpc_timeout
         self._refused = storage.refused
+        self.closed = False
+        """Set as the node stops: kademlia's own tasks still scheduled then (a store to a
+        newcomer from ``welcome_if_new``, a table refresh) get "no reply" without sending:
+        the socket is closing, and asyncio's unconnected UDP transport raises from
+        ``sendto`` once it is closed, inside tasks nobody awaits."""
+
+    async def call_find_node(self, node_to_ask: KadNode, node_to_find: KadNode) -> Any:
+        return NO_REPLY if self.closed else await super().call_find_node(node_to_ask, node_to_find)
+
+    async def call_find_value(self, node_to_ask: KadNode, node_to_find: KadNode) -> Any:
+        return NO_REPLY if self.closed else await super().call_find_value(node_to_ask, node_to_find)
+
+    async def call_ping(self, node_to_ask: KadNode) -> Any:
+        return NO_REPLY if self.closed else await super().call_ping(node_to_ask)
+
+    async def call_store(self, node_to_ask: KadNode, key: bytes, value: Any) -> Any:
+        return NO_REPLY if self.closed else await super().call_store(node_to_ask, key, value)
 
     async def _solve_datagram(self, datagram: bytes, address: tuple[str, int]) -> None:
         try:

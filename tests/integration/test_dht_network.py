@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 from kademlia.utils import digest
 from twisted.internet import reactor
-from twisted.internet.defer import fail, gatherResults, succeed
+from twisted.internet.defer import CancelledError, fail, gatherResults, succeed
 
 from bitdust.crypto.keys import PrivateKey, PublicKey
 from bitdust.dht import availability, index
@@ -260,3 +260,55 @@ def test_listening_on_every_interface_is_refused() -> None:
     for host in ("0.0.0.0", "::", "localhost"):
         with pytest.raises(DhtError):
             node.start(0, host)
+
+
+
+@pytest_twisted.inlineCallbacks
+def test_stop_ends_requests_in_flight_and_sends_nothing_after(keys: list[PrivateKey], caplog: Any) -> Any:
+    """A request waiting for a silent peer ends with the node, and kademlia's own tasks
+    still scheduled at stop (welcome_if_new's stores to a newcomer) send nothing through
+    the closed socket: that used to raise inside orphaned asyncio tasks."""
+    import asyncio
+    import contextlib
+    import gc
+    import socket
+
+    from kademlia.node import Node as KadNode
+    from twisted.internet.task import deferLater
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.settimeout(1.0)
+    newcomer = KadNode(digest("newcomer"), "127.0.0.1", silent.getsockname()[1])
+    node = DhtNode(reactor, rpc_timeout=5.0, op_timeout=10.0)
+    try:
+        yield node.start(0, "127.0.0.1")
+        record = sign_record(keys[0], "http://127.0.0.1:8084/stop.xml", "nickname", "nickname:stop", {},
+                             time.time())
+        assert (yield node.set(record.key, record)) is False, "alone: kept only here"
+        protocol = node._server.protocol
+        assert protocol is not None
+        protocol.router.add_contact(KadNode(digest("silent"), "127.0.0.1", silent.getsockname()[1]))
+        storing = node.set(record.key, record)
+        yield deferLater(reactor, 0.2, lambda: None)
+        assert silent.recv(65536), "the request reached the silent peer"
+        silent.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while silent.recv(65536):  # whatever else was sent before the stop
+                pass
+        caplog.clear()
+        protocol.welcome_if_new(newcomer)  # schedules a store to the newcomer...
+        yield node.stop()  # ...which runs only after this
+        outcome = yield storing.addErrback(lambda failure: failure.value)
+        assert isinstance(outcome, (CancelledError, asyncio.CancelledError)), outcome
+        yield deferLater(reactor, 0.2, lambda: None)
+        gc.collect()  # a failed orphaned task is reported when collected
+        yield deferLater(reactor, 0.05, lambda: None)
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and r.name == "asyncio"]
+        assert errors == []
+        with pytest.raises(BlockingIOError):
+            silent.recv(65536)
+    finally:
+        silent.close()
+        if node.running:
+            yield node.stop()
