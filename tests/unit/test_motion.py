@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -136,6 +136,27 @@ def test_send_timeout_and_no_supplier() -> None:
     assert isinstance(bad[0], Failure)
 
 
+def test_pieces_queued_behind_a_timed_out_one_fail_at_once() -> None:
+    """A supplier gone silent: one round of timeouts, not one per queued piece; a piece
+    asked for afterwards is sent again (the supplier may be back)."""
+    clock = Clock()
+    motion, wire = make_motion(clock, total=4, per=1)
+    first = results(motion.send_piece(0, piece(0, 0), b"x"))
+    queued = [results(motion.send_piece(0, piece(b, 0), b"x")) for b in (1, 2)]
+    other = results(motion.send_piece(1, piece(0, 1), b"y"))
+    assert [s.remote for s in wire.sent] == [sup(0), sup(1)]
+    clock.advance(16)  # supplier 0 never answered
+    assert first[0].check(PieceTimeout)
+    assert all(out and out[0].check(PieceTimeout) and "earlier piece" in out[0].getErrorMessage()
+               for out in queued)
+    assert [s.remote for s in wire.sent] == [sup(0), sup(1)], "the queued pieces were not sent"
+    assert other[0].check(PieceTimeout), "supplier 1 is silent too (the same clock)"
+    later = results(motion.send_piece(0, piece(3, 0), b"x"))
+    assert [s.remote for s in wire.sent][2:] == [sup(0)]
+    wire.answer(2, Command.Ack)
+    assert later == [None] and motion.sends.in_flight == 0
+
+
 def test_sends_are_bounded_overall_and_per_supplier() -> None:
     motion, wire = make_motion(Clock(), total=3, per=2)
     outs = [results(motion.send_piece(0, piece(b, 0), b"x")) for b in range(3)]
@@ -152,6 +173,27 @@ def test_sends_are_bounded_overall_and_per_supplier() -> None:
         wire.answer(index, Command.Ack)
     assert all(out == [None] for out in outs)
     assert motion.sends.in_flight == 0 and motion.sends.waiting == 0
+
+
+def test_work_that_ends_at_once_frees_the_queue_behind_it() -> None:
+    """Admitted work that fails synchronously releases its slot inside the wake-up of
+    the queue; every waiter must still be admitted exactly once, in order."""
+    throttle = Throttle(lambda: 1, lambda: 1, max_waiting=10)
+    holding: Deferred[Any] = Deferred()
+    throttle.run("a", lambda: holding)
+    order: list[int] = []
+
+    def quick(n: int) -> Callable[[], Deferred[Any]]:
+        def work() -> Deferred[Any]:
+            order.append(n)
+            return fail(RuntimeError(f"piece {n} failed before it was sent"))
+        return work
+
+    ends = [results(throttle.run("a", quick(n))) for n in range(4)]
+    assert throttle.waiting == 4
+    holding.callback(None)
+    assert order == [0, 1, 2, 3] and all(end[0].check(RuntimeError) for end in ends)
+    assert throttle.in_flight == 0 and throttle.waiting == 0
 
 
 def test_waiting_queue_is_bounded() -> None:

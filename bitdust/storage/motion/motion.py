@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 MAX_WAITING = 1024
 ATTEMPTS = 3
+MAX_SILENT = 1024
+"""Suppliers remembered as silent (see :meth:`DataMotion._send`); the oldest forgotten first."""
 DELETE_CHUNK = 400
 """Piece IDs per DeleteFile (about 60 bytes each: well under the 64 KB control limit)."""
 
@@ -66,6 +68,8 @@ class DataMotion:
         self._awaited: dict[tuple[str, str], tuple[str, Deferred[bytes], Deferred[Packet | None]]] = {}
         self._data_handler = self._on_data
         self._closed = False
+        self._queued = 0  # sends asked for so far: each send's number
+        self._silent: dict[str, int] = {}  # idurl -> sends asked for when one of its sends timed out
 
     def start(self) -> None:
         self.wire.add_handler(Command.Data, self._data_handler)
@@ -102,13 +106,30 @@ class DataMotion:
             piece_id = str(parse_piece_id(piece_id))
         except IdError as exc:
             return fail(exc)
-        return self.sends.run(f"#{position}", lambda: self._send(position, piece_id, data))
+        self._queued += 1
+        number = self._queued
+        return self.sends.run(f"#{position}", lambda: self._send(position, piece_id, data, number))
 
     @inlineCallbacks
-    def _send(self, position: int, piece_id: str, data: bytes) -> Generator[Any, Any, None]:
+    def _send(self, position: int, piece_id: str, data: bytes, number: int) -> Generator[Any, Any, None]:
+        """A supplier that let a piece time out (every retry) fails, at once, the pieces
+        that were already queued for it then: each would only wait out the same timeouts
+        in turn (a backup losing a supplier gave up after minutes, one round of 3 tries
+        per 4 queued pieces). Pieces asked for later are sent as usual: the supplier may
+        be back by then."""
         idurl = self._idurl(position)
+        if self._silent.get(idurl, 0) >= number:
+            raise PieceTimeout(f"piece {piece_id}: {idurl} let an earlier piece time out; not sent")
         packet = yield self._make_data_packet(idurl, piece_id, data)
-        reply = yield self._ask(packet, idurl, self._send_timeout())
+        try:
+            reply = yield self._ask(packet, idurl, self._send_timeout())
+        except PieceTimeout:
+            self._silent.pop(idurl, None)
+            self._silent[idurl] = self._queued
+            while len(self._silent) > MAX_SILENT:
+                del self._silent[next(iter(self._silent))]
+            raise
+        self._silent.pop(idurl, None)  # it answered (Ack or Fail): it is there
         _check_ack(reply, f"piece {piece_id}")
 
     def _sign_data(self, idurl: str, piece_id: str, data: bytes) -> Deferred[Packet]:

@@ -103,10 +103,16 @@ class Throttle:
         self._wake()
 
     def _wake(self) -> None:
-        for entry in list(self._waiting):
-            if self.in_flight >= max(1, self._total()):
-                return
-            key, waiter = entry
-            if self._fits(key):
-                self._waiting.remove(entry)
-                waiter.callback(self._take(key))
+        """Admit every waiter that fits, oldest first. An admitted waiter's work may end
+        at once (a piece failed before anything was sent) and release its slot, which
+        wakes waiters from inside this loop: after each admission the scan starts over
+        on the queue as it is now."""
+        index = 0
+        while index < len(self._waiting) and self.in_flight < max(1, self._total()):
+            key, waiter = self._waiting[index]
+            if not self._fits(key):
+                index += 1
+                continue
+            del self._waiting[index]
+            waiter.callback(self._take(key))
+            index = 0
