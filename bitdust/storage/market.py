@@ -50,9 +50,10 @@ handlers for ``Data`` and ``CancelService`` (the gateway calls every handler):
   or no longer),
   ``busy`` (too many requests of that customer queued), ``bad-request`` (bad payload).
 - ``unavailable`` is not sent by a supplier: it is what :meth:`Failure.decode` makes of the
-  gateway's own Fail for a command no service handles (the node is starting, or its
-  supplier service is off). Customers treat it as "offline for now", never as a refusal:
-  a supplier restarting must not be fired because it was asked a moment too early.
+  gateway's own Fail for a command no running service handles (its supplier service is
+  off; while a node is starting its gateway stays silent instead). Customers treat it as
+  "offline for now", never as a refusal: a supplier whose service is restarting must not be
+  fired because it was asked a moment too early.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 It asks with ``RequestService`` (:class:`bitdust.storage.market.ServiceRequest`) and
 reads the answer: ``Ack`` -> CONNECTED, ``Fail`` -> REFUSED (the reason is kept),
-no answer, or the node's gateway saying it serves no RequestService right now (code
-``unavailable``: it is starting, or its supplier service is off) -> OFFLINE (the time it
+no answer, or the node's gateway saying it serves no RequestService (code
+``unavailable``: its supplier service is off; a node still starting stays silent
+instead) -> OFFLINE (the time it
 went offline is kept: fire_hire compares it with
 ``services/employer/critically-offline-seconds``). The customer service sends
 ``connect`` again every ``services/customer/recheck-seconds`` and on
