@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
 
 from bitdust.services.customer import CustomerService, running_customer
-from bitdust.services.service import Service, ServiceUnavailable
+from bitdust.services.service import Service, ServiceUnavailable, while_running
 from bitdust.storage.customer.connector import CONNECTED
 from bitdust.storage.customer.fire_hire import FireHire
 from bitdust.storage.pipeline.block_crypto import VersionKey
@@ -121,10 +121,7 @@ class RebuildingService(Service):
     def held(self, position: int) -> Mapping[str, int] | None:
         from bitdust.services.list_files import running_list_files
 
-        try:
-            return running_list_files(self.node, self.name).held(position)
-        except ServiceUnavailable:
-            return None
+        return while_running(lambda: running_list_files(self.node, self.name).held(position))
 
     def refresh(self) -> Deferred[None]:
         from bitdust.services.list_files import running_list_files
@@ -137,10 +134,7 @@ class RebuildingService(Service):
     def mover(self) -> PieceMover | None:
         from bitdust.services.data_motion import running_motion
 
-        try:
-            return running_motion(self.node, self.name)
-        except ServiceUnavailable:
-            return None
+        return while_running(lambda: running_motion(self.node, self.name))
 
     def open_key(self, wrapped: bytes) -> bytes:
         key = self.node.key

@@ -8,8 +8,9 @@ whose code is not in this build show as ``NOT_INSTALLED``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -23,6 +24,18 @@ class ServiceError(RuntimeError):
 
 class ServiceUnavailable(RuntimeError):
     """An API call needs a service that is not running; the message says which."""
+
+
+T = TypeVar("T")
+
+
+def while_running(get: Callable[[], T]) -> T | None:
+    """``get()`` (which looks up a running service), or None while that service is
+    stopped: for background workers that skip a turn instead of failing."""
+    try:
+        return get()
+    except ServiceUnavailable:
+        return None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 
-from bitdust.services.service import ServiceUnavailable
+from bitdust.services.service import ServiceUnavailable, while_running
 from bitdust.storage.customer.connector import CONNECTED
 from bitdust.storage.pipeline.block_crypto import VersionKey
 
@@ -33,26 +33,17 @@ class NodeReencodeEnv:
     def catalog(self) -> Catalog | None:
         from bitdust.services.backup_db import running_backup_db
 
-        try:
-            return running_backup_db(self.node, self.what).catalog
-        except ServiceUnavailable:
-            return None
+        return while_running(lambda: running_backup_db(self.node, self.what).catalog)
 
     def suppliers(self) -> SupplierList | None:
         from bitdust.services.customer import running_customer
 
-        try:
-            return running_customer(self.node, self.what).running_list()
-        except ServiceUnavailable:
-            return None
+        return while_running(lambda: running_customer(self.node, self.what).running_list())
 
     def mover(self) -> PieceMover | None:
         from bitdust.services.data_motion import running_motion
 
-        try:
-            return running_motion(self.node, self.what)
-        except ServiceUnavailable:
-            return None
+        return while_running(lambda: running_motion(self.node, self.what))
 
     def online(self, position: int) -> bool:
         from bitdust.services.customer import running_customer
