@@ -70,7 +70,7 @@ class DataMotionService(Service):
         return me is not None and idurl in me.sources
 
     def _make_data_packet(self, idurl: str, piece_id: str, data: bytes) -> Deferred[Packet]:
-        """Frame, sign and serialize a piece in one pool thread: a multi-MB copy and hash
+        """Frame, sign and serialize a piece in one pool thread: the multi-MB copies and hash
         stay off the reactor (small pieces are cheaper inline)."""
         gateway = self._gateway
         if gateway is None:
@@ -78,7 +78,7 @@ class DataMotionService(Service):
 
         def make() -> Packet:
             packet = gateway.make_packet(Command.Data, market.encode_piece(piece_id, data), idurl)
-            packet.serialize()
+            packet.frame()
             return packet
 
         if len(data) < THREAD_SIGN_BYTES:

@@ -10,6 +10,10 @@ packet rate times the window).
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bitdust.transport.packet import Packet
 
 SeenKey = tuple[str, str, str]  # (creator idurl, command, packet id)
 
@@ -19,7 +23,7 @@ class SeenPackets:
         if limit < 1:
             raise ValueError("limit must be >= 1")
         self._limit = limit
-        self._seen: OrderedDict[SeenKey, bytes | None] = OrderedDict()
+        self._seen: OrderedDict[SeenKey, Packet | None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -33,10 +37,11 @@ class SeenPackets:
         while len(self._seen) > self._limit:
             self._seen.popitem(last=False)
 
-    def set_reply(self, key: SeenKey, reply: bytes) -> None:
-        """Remember the wire bytes of our reply (only for a key still in the table)."""
+    def set_reply(self, key: SeenKey, reply: Packet) -> None:
+        """Remember our reply (only for a key still in the table); its frame is kept
+        with it, so answering a retry costs no signing and no copy."""
         if key in self._seen:
             self._seen[key] = reply
 
-    def reply_for(self, key: SeenKey) -> bytes | None:
+    def reply_for(self, key: SeenKey) -> Packet | None:
         return self._seen.get(key)

@@ -77,8 +77,9 @@ class Transport(Protocol):
 
     proto: str
 
-    def send(self, host: str, port: int, data: bytes, idurl: str) -> Deferred[None]:
-        """Fire once the packet bytes are accepted for delivery; fail if they cannot be."""
+    def send(self, host: str, port: int, frame: bytes, idurl: str) -> Deferred[None]:
+        """Fire once the packet (its :meth:`Packet.frame`) is accepted for delivery; fail
+        if it cannot be."""
 
     def connections(self) -> list[dict[str, Any]]:
         ...
@@ -190,7 +191,7 @@ class Gateway:
             except Exception as exc:
                 return fail(exc)
         reactor = self.node.reactor
-        return deferToThreadPool(reactor, reactor.getThreadPool(), _create_serialized, *args)
+        return deferToThreadPool(reactor, reactor.getThreadPool(), _create_framed, *args)
 
     def outbox(self, packet: Packet, remote_idurl: str | None = None, wait_ack: bool = True,
                timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> Deferred[Packet | None]:
@@ -207,7 +208,7 @@ class Gateway:
     def reply(self, request: Packet, command: Command | str, payload: bytes = b"") -> Deferred[Packet | None]:
         """Answer ``request`` (same PacketID); the bytes are kept to answer a retry of it."""
         def send(answer: Packet) -> Deferred[Packet | None]:
-            self._seen.set_reply(_seen_key(request), answer.serialize())
+            self._seen.set_reply(_seen_key(request), answer)
             return self.outbox(answer, wait_ack=False)
 
         signing = self.sign_packet(command, payload, request.creator_id, request.packet_id)
@@ -340,11 +341,7 @@ class Gateway:
         reactor = self.node.reactor
         return deferToThreadPool(reactor, reactor.getThreadPool(), packet.verify, identity)
 
-    def _resend_reply(self, data: bytes, remote: str) -> None:
-        try:
-            reply = Packet.parse(data, self.max_packet)
-        except PacketError:
-            return
+    def _resend_reply(self, reply: Packet, remote: str) -> None:
         self.outbox(reply, remote, wait_ack=False).addErrback(self._reply_failed, reply)
 
     def _dispatch(self, packet: Packet, identity: Identity, size: int) -> None:
@@ -401,11 +398,11 @@ class Gateway:
         return [s for t in self.transports() if _wanted(t.proto, wanted_protos) for s in t.streams()]
 
 
-def _create_serialized(*args: Any) -> Packet:
-    """Packet.create plus its wire bytes, both in the calling (pool) thread: the 1 MB
-    join that serializing costs is then not paid on the reactor by the outbox."""
+def _create_framed(*args: Any) -> Packet:
+    """Packet.create plus its frame, both in the calling (pool) thread: the 1 MB join
+    that framing costs is then not paid on the reactor by the outbox."""
     packet = Packet.create(*args)
-    packet.serialize()
+    packet.frame()
     return packet
 
 

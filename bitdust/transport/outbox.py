@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.python.failure import Failure
 
-from bitdust.transport.packet import Packet
+from bitdust.transport.packet import FRAME_HEADER_SIZE, Packet
 from bitdust.transport.stats import PacketLog, PacketRecord, PacketStats
 
 if TYPE_CHECKING:
@@ -47,10 +47,12 @@ class GatewayBusy(GatewayError):
 
 
 class _Outgoing:
-    def __init__(self, packet: Packet, data: bytes, remote: str, wait_ack: bool, timeout: float,
+    def __init__(self, packet: Packet, frame: bytes, remote: str, wait_ack: bool, timeout: float,
                  retries: int, record: PacketRecord) -> None:
         self.packet = packet
-        self.data = data
+        self.frame = frame
+        self.size = len(frame) - FRAME_HEADER_SIZE
+        """The packet's bytes, as stats count them (the frame's length header is not)."""
         self.remote = remote
         self.wait_ack = wait_ack
         self.timeout = timeout
@@ -92,10 +94,10 @@ class Outbox:
             raise GatewayError(f"packet {packet.packet_id} to {remote} is already waiting for a reply")
         if len(self._pending) >= MAX_PENDING:
             raise GatewayBusy(f"{MAX_PENDING} packets are already waiting for replies")
-        data = packet.serialize()
+        frame = packet.frame()
         record = self._log.start(PacketRecord("out", packet.command.value, packet.packet_id, remote,
-                                              len(data), "sending"))
-        out = _Outgoing(packet, data, remote, wait_ack, timeout, retries, record)
+                                              len(frame) - FRAME_HEADER_SIZE, "sending"))
+        out = _Outgoing(packet, frame, remote, wait_ack, timeout, retries, record)
         out.on_cancel = lambda o: self._finish(o, "cancelled")
         if wait_ack:
             self._pending[key] = out
@@ -127,7 +129,7 @@ class Outbox:
     def _no_identity(self, failure: Failure, out: _Outgoing) -> None:
         if out.done:
             return
-        self._stats.send_unknown(len(out.data))
+        self._stats.send_unknown(out.size)
         out.done = True  # counted above, not again in _fail
         self._finish(out, "failed")
         out.deferred.errback(GatewayError(f"identity of {out.remote} is not available: "
@@ -152,14 +154,14 @@ class Outbox:
             # an answered packet as carried by no transport.
             out.record.proto = transport.proto
             try:
-                yield transport.send(contact[0], contact[1], out.data, out.remote)
+                yield transport.send(contact[0], contact[1], out.frame, out.remote)
             except (Exception, asyncio.CancelledError) as exc:  # a QUIC connect cancelled at shutdown
                 errors.append(f"{transport.proto}://{contact[0]}:{contact[1]}: {exc}")
                 log.debug("send %s over %s failed: %s", out.packet, transport.proto, exc)
                 if not out.done:
                     out.record.proto = ""
                 continue
-            self._stats.sent(out.remote, len(out.data))
+            self._stats.sent(out.remote, out.size)
             if out.done:
                 return
             if out.wait_ack:

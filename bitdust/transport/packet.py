@@ -121,10 +121,10 @@ class Packet:
     remote_id: str
     key_id: str
     signature: bytes = dataclasses.field(default=b"", repr=False)
-    # The wire bytes, once :meth:`serialize` made them: a sender serializes in the signing
-    # thread (a 1 MB join kept off the reactor) and a retry re-uses them. Not a field of
-    # the packet: no part of equality, and ``dataclasses.replace`` starts without it.
-    _wire: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    # The frame, once :meth:`frame` made it: a sender frames in the signing thread (a 1 MB
+    # join kept off the reactor) and a retry re-uses it. Not a field of the packet: no
+    # part of equality, and ``dataclasses.replace`` starts without it.
+    _frame: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
     # The signed bytes before the payload, made once: a packet is hashed when signed or
     # verified and joined when serialized, and encoding ten fields each time was a tenth
     # of the CPU time of a small packet. Parsing keeps the header as it came.
@@ -222,12 +222,28 @@ class Packet:
         """What the Ed25519 key really signs: the domain, then :meth:`digest`."""
         return SIGNATURE_DOMAIN + self.digest()
 
+    def frame(self) -> bytes:
+        """The packet as the transports carry it: a u32 length, then the wire bytes,
+        joined once and kept.
+
+        One bytes object on purpose: TCP writes it as it is, and Twisted sends a single
+        buffer without copying it, where a length header written beside the packet made
+        it join the two (a 1 MB copy on the reactor for each piece). QUIC sends the bytes
+        after the length (:func:`frame_body`)."""
+        if self._frame is None:
+            header = self._signed_header()
+            length = len(header) + len(self.payload) + _U16.size + len(self.signature)
+            if length > MAX_FRAME_LENGTH:
+                raise PacketError(f"packet of {length} bytes does not fit a 32-bit frame length")
+            object.__setattr__(self, "_frame", b"".join(
+                [_U32.pack(length), header, self.payload, _U16.pack(len(self.signature)), self.signature]))
+        assert self._frame is not None
+        return self._frame
+
     def serialize(self) -> bytes:
-        if self._wire is None:
-            object.__setattr__(self, "_wire",
-                               b"".join([*self._signed_parts(), _U16.pack(len(self.signature)), self.signature]))
-        assert self._wire is not None
-        return self._wire
+        """The wire bytes alone (a copy of :meth:`frame` after its length): for whoever
+        stores or inspects a packet; senders hand :meth:`frame` to the transports."""
+        return self.frame()[FRAME_HEADER_SIZE:]
 
     def verify(self, identity_or_key: Identity | PacketVerifyKey) -> bool:
         """True only if the packet key (given, or the one the creator's identity lists)
@@ -338,6 +354,15 @@ class _Reader:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PacketError(f"{what} is not valid UTF-8: {exc.reason}") from None
+
+
+def frame_body(frame: bytes) -> memoryview:
+    """The packet bytes of a frame made by :meth:`Packet.frame` or :func:`encode_frame`,
+    without a copy; PacketError if the length does not match (bytes that were never
+    framed would put a stream out of sync far from the mistake)."""
+    if len(frame) < FRAME_HEADER_SIZE or _U32.unpack_from(frame)[0] != len(frame) - FRAME_HEADER_SIZE:
+        raise PacketError(f"{len(frame)} bytes are not one frame (u32 length, then that many bytes)")
+    return memoryview(frame)[FRAME_HEADER_SIZE:]
 
 
 def encode_frame(packet_bytes: bytes) -> bytes:

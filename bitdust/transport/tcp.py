@@ -37,7 +37,7 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from bitdust.transport.packet import FRAME_HEADER_SIZE, FrameDecoder, PacketError
+from bitdust.transport.packet import FRAME_HEADER_SIZE, FrameDecoder, PacketError, frame_body
 
 if TYPE_CHECKING:
     from bitdust.transport.gateway import Gateway, InboxResult
@@ -178,17 +178,22 @@ class PacketProtocol(protocol.Protocol):
 
     # -- write -------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> Deferred[None]:
-        """Fire when the frame is handed to the socket; fail at once when over the limit."""
+    def send(self, frame: bytes) -> Deferred[None]:
+        """Fire when the frame (:meth:`Packet.frame`, written as it is) is handed to the
+        socket; fail at once when it is not one frame or over the limit."""
         if not self.open:
             return fail(TcpError(f"connection to {self.remote[0]}:{self.remote[1]} is closed"))
-        if len(data) > self.manager.max_frame:
-            return fail(TcpError(f"packet of {len(data)} bytes exceeds the frame limit {self.manager.max_frame}"))
-        if self.queue and self.queued_bytes + len(data) > self.manager.queue_limit:
+        try:
+            size = len(frame_body(frame))
+        except PacketError as exc:
+            return fail(TcpError(str(exc)))
+        if size > self.manager.max_frame:
+            return fail(TcpError(f"packet of {size} bytes exceeds the frame limit {self.manager.max_frame}"))
+        if self.queue and self.queued_bytes + len(frame) > self.manager.queue_limit:
             return fail(SendQueueFull(f"{self.queued_bytes} bytes already queued to {self.remote[0]}:{self.remote[1]}"))
         d: Deferred[None] = Deferred()
-        self.queue.append((data, d))
-        self.queued_bytes += len(data)
+        self.queue.append((frame, d))
+        self.queued_bytes += len(frame)
         self._flush()
         return d
 
@@ -200,9 +205,8 @@ class PacketProtocol(protocol.Protocol):
             while self.queue and not self.write_paused and self.open:
                 data, d = self.queue.popleft()
                 self.queued_bytes -= len(data)
-                header = len(data).to_bytes(FRAME_HEADER_SIZE, "big")
-                self.transport.writeSequence([header, data])  # type: ignore[union-attr]
-                self.bytes_out += len(data) + FRAME_HEADER_SIZE
+                self.transport.write(data)  # type: ignore[union-attr]
+                self.bytes_out += len(data)
                 self.packets_out += 1
                 self.last_active = time.monotonic()
                 d.callback(None)
@@ -233,7 +237,8 @@ class PacketProtocol(protocol.Protocol):
 
     def streams(self) -> list[dict[str, Any]]:
         base = {"proto": PROTO, "host": self.remote[0], "port": self.remote[1], "idurl": self.idurl}
-        found = [{**base, "direction": "out", "size": len(data), "done": 0} for data, _d in self.queue]
+        found = [{**base, "direction": "out", "size": len(data) - FRAME_HEADER_SIZE, "done": 0}
+                 for data, _d in self.queue]
         size = self.decoder.next_frame_size
         if size is not None:
             found.append({**base, "direction": "in", "size": size,
@@ -375,11 +380,12 @@ class TcpConnections:
         for d in self._connecting.pop(key, []):
             d.errback(TcpError(f"cannot connect to {key[0]}:{key[1]}: {failure.getErrorMessage()}"))
 
-    def send(self, host: str, port: int, data: bytes, idurl: str = "") -> Deferred[None]:
+    def send(self, host: str, port: int, frame: bytes, idurl: str = "") -> Deferred[None]:
+        """Write one frame (:meth:`Packet.frame`) to ``host:port``."""
         def write(conn: PacketProtocol) -> Deferred[None]:
             if idurl and not conn.idurl:
                 conn.idurl = idurl
-            return conn.send(data)
+            return conn.send(frame)
 
         return self.connect(host, port).addCallback(write)
 
@@ -412,8 +418,8 @@ class TcpTransport:
     def __init__(self, connections: TcpConnections) -> None:
         self.tcp = connections
 
-    def send(self, host: str, port: int, data: bytes, idurl: str) -> Deferred[None]:
-        return self.tcp.send(host, port, data, idurl)
+    def send(self, host: str, port: int, frame: bytes, idurl: str) -> Deferred[None]:
+        return self.tcp.send(host, port, frame, idurl)
 
     def connections(self) -> list[dict[str, Any]]:
         return self.tcp.as_api()

@@ -41,6 +41,7 @@ from aioquic.quic.connection import QuicConnection
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from bitdust.transport.packet import frame_body
 from bitdust.transport.quic_cert import SERVER_NAME, ensure_certificate
 from bitdust.transport.tcp import SendQueueFull, check_listen_host
 
@@ -162,14 +163,15 @@ class PacketQuicProtocol(QuicConnectionProtocol):
 
     # -- sending ---------------------------------------------------------------------
 
-    def send_packet(self, data: bytes) -> asyncio.Future[None]:
+    def send_packet(self, data: bytes | memoryview) -> asyncio.Future[None]:
         """A future that completes when the peer acknowledged the whole packet."""
         if self.closed:
             raise QuicError(f"quic connection to {self.remote[0]}:{self.remote[1]} is closed")
         if self._outgoing and self.outgoing_bytes + len(data) > self.owner.queue_limit:
             raise SendQueueFull(f"{self.outgoing_bytes} bytes unacknowledged to {self.remote[0]}:{self.remote[1]}")
         stream_id = self._quic.get_next_available_stream_id(is_unidirectional=True)
-        self._quic.send_stream_data(stream_id, data, end_stream=True)
+        # aioquic appends the data to a bytearray: a view of the frame serves, uncopied.
+        self._quic.send_stream_data(stream_id, data, end_stream=True)  # type: ignore[arg-type]
         done: asyncio.Future[None] = self._loop.create_future()
         self._outgoing[stream_id] = (len(data), done)
         self.outgoing_bytes += len(data)
@@ -341,10 +343,13 @@ class QuicTransport:
 
     # -- sending -----------------------------------------------------------------------
 
-    def send(self, host: str, port: int, data: bytes, idurl: str) -> Deferred[None]:
-        return self._run(self._send(host, port, data, idurl))
+    def send(self, host: str, port: int, frame: bytes, idurl: str) -> Deferred[None]:
+        """Send a packet's frame (:meth:`Packet.frame`): one stream carries the packet
+        bytes after the length, its end marks the packet's."""
+        return self._run(self._send(host, port, frame, idurl))
 
-    async def _send(self, host: str, port: int, data: bytes, idurl: str) -> None:
+    async def _send(self, host: str, port: int, frame: bytes, idurl: str) -> None:
+        data = frame_body(frame)
         if len(data) > self.max_packet:
             raise QuicError(f"packet of {len(data)} bytes exceeds the limit {self.max_packet}")
         conn = await self._connection(host, port)

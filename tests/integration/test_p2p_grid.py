@@ -172,7 +172,7 @@ def test_forged_packet_is_rejected_and_counted(grid: list[Node]) -> Any:
     assert tcp.proto == "tcp" and bob.my_identity is not None
     host, port = bob.my_identity.contact_for("tcp") or ("", 0)
     for packet in (forged, flipped):
-        yield tcp.send(host, port, packet.serialize(), idurl(bob))
+        yield tcp.send(host, port, packet.frame(), idurl(bob))
     yield wait_until(reactor, lambda: dropped(bob, "bad_signature") >= before + 2, 5, "the forged packets")
     nothing = yield api(bob, "receive_one_message", 0.1)
     assert nothing == ok([])

@@ -159,15 +159,15 @@ def test_forged_packet_is_dropped_and_counted(running: list[Node], make_home: An
     # carol signs a packet claiming to be alice: framing is valid, the signature is not alice's.
     assert carol.packet_key is not None and alice.key is not None
     forged = Packet.create(Command.Data, me, me, new_packet_id(), b"evil", target, carol.packet_key)
-    yield tcp_of(carol).send("127.0.0.1", tcp_of(bob).port, forged.serialize())
+    yield tcp_of(carol).send("127.0.0.1", tcp_of(bob).port, forged.frame())
     # alice's own key id with carol's signature bytes: still refused.
     genuine = gateway(alice).make_packet(Command.Data, b"evil", target)
     tampered = dataclasses.replace(genuine, payload=b"EVIL")
-    yield tcp_of(carol).send("127.0.0.1", tcp_of(bob).port, tampered.serialize())
+    yield tcp_of(carol).send("127.0.0.1", tcp_of(bob).port, tampered.frame())
     # alice's RSA identity key does not sign packets: an RSA-signed packet is refused too.
     unsigned = dataclasses.replace(genuine, packet_id=new_packet_id(), signature=b"")
     rsa_signed = dataclasses.replace(unsigned, signature=alice.key.sign_digest(unsigned.digest()))
-    yield tcp_of(carol).send("127.0.0.1", tcp_of(bob).port, rsa_signed.serialize())
+    yield tcp_of(carol).send("127.0.0.1", tcp_of(bob).port, rsa_signed.frame())
     # carol's KeyID makes bob re-fetch alice's identity first (its server is down: ~0.3 s).
     for _ in range(50):
         if gateway(bob).stats.as_api()["in"]["failedpackets"] >= 3:
@@ -238,12 +238,12 @@ def test_duplicate_and_stale_packets_are_dropped(running: list[Node], make_home:
     gateway(bob).add_handler(Command.Data, acking_handler(gateway(bob), got))
     packet = gateway(alice).make_packet(Command.Data, b"once", bob.my_identity.idurl)
     yield gateway(alice).outbox(packet, timeout=5, retries=0)
-    yield tcp_of(alice).send("127.0.0.1", tcp_of(bob).port, packet.serialize())
+    yield tcp_of(alice).send("127.0.0.1", tcp_of(bob).port, packet.frame())
     me = alice.my_identity.idurl
     assert alice.packet_key is not None
     stale = Packet.create(Command.Data, me, me, new_packet_id(), b"old", bob.my_identity.idurl, alice.packet_key,
                           date=now_ms() - 3600_000)
-    yield tcp_of(alice).send("127.0.0.1", tcp_of(bob).port, stale.serialize())
+    yield tcp_of(alice).send("127.0.0.1", tcp_of(bob).port, stale.frame())
     yield wait(0.3)
     dropped = gateway(bob).stats.as_api()["in"]["dropped"]
     assert dropped["duplicate"] == 1 and dropped["stale"] == 1

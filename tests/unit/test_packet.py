@@ -22,6 +22,7 @@ from bitdust.transport.packet import (
     Packet,
     PacketError,
     encode_frame,
+    frame_body,
     new_packet_id,
 )
 
@@ -72,6 +73,15 @@ def test_create_parse_verify_roundtrip(packet: Packet, wire: bytes, key: PacketS
     assert parsed.key_id == key.public_key().fingerprint()
     assert parsed.verify(key.public_key())
     assert parsed.serialize() == wire
+
+
+def test_frame_is_the_wire_bytes_after_their_length(packet: Packet, wire: bytes) -> None:
+    frame = packet.frame()
+    assert frame == encode_frame(wire) and packet.frame() is frame  # made once, then kept
+    assert bytes(frame_body(frame)) == wire
+    for not_a_frame in (wire, frame[:-1], frame + b"x", b"\x00\x00"):
+        with pytest.raises(PacketError):
+            frame_body(not_a_frame)
 
 
 def test_payload_is_raw_not_encoded(wire: bytes) -> None:

@@ -8,9 +8,10 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
 
+from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.transport.dedupe import SeenPackets
 from bitdust.transport.gateway import InboxResult
-from bitdust.transport.packet import FrameDecoder, encode_frame
+from bitdust.transport.packet import Command, FrameDecoder, Packet, encode_frame
 from bitdust.transport.stats import PacketLog, PacketRecord, PacketStats
 from bitdust.transport.tcp import PacketProtocol, SendQueueFull, TcpError, check_listen_host
 
@@ -60,12 +61,13 @@ def test_seen_packets_lru_and_replies() -> None:
     a, b, c = (PEER, "Data", "a"), (PEER, "Data", "b"), (PEER, "Data", "c")
     seen.add(a)
     seen.add(b)
-    seen.set_reply(a, b"ack-a")
+    ack_a = Packet.create(Command.Ack, PEER, PEER, "a", b"", PEER, PacketSigningKey.generate())
+    seen.set_reply(a, ack_a)
     seen.add(a)  # touch: b becomes the oldest
     seen.add(c)
     assert a in seen and c in seen and b not in seen and len(seen) == 2
-    assert seen.reply_for(a) == b"ack-a" and seen.reply_for(c) is None
-    seen.set_reply(b, b"ignored")  # not in the table any more
+    assert seen.reply_for(a) is ack_a and seen.reply_for(c) is None
+    seen.set_reply(b, ack_a)  # not in the table any more
     assert seen.reply_for(b) is None
     with pytest.raises(ValueError):
         SeenPackets(0)
@@ -134,12 +136,12 @@ def test_write_queue_is_bounded_while_the_peer_is_slow() -> None:
     manager = _Manager(queue_limit=500)
     proto, transport = _connected(manager)
     assert transport.producer is proto and transport.streaming
-    first = proto.send(b"a" * 100)
+    first = proto.send(encode_frame(b"a" * 100))
     assert first.called and transport.value() == encode_frame(b"a" * 100)
     proto.pauseProducing()  # what the transport does when its buffer is full
-    queued = [proto.send(b"b" * 200), proto.send(b"c" * 200)]
-    assert not any(d.called for d in queued) and proto.queued_bytes == 400
-    refused = proto.send(b"d" * 200)
+    queued = [proto.send(encode_frame(b"b" * 200)), proto.send(encode_frame(b"c" * 200))]
+    assert not any(d.called for d in queued) and proto.queued_bytes == 2 * 204
+    refused = proto.send(encode_frame(b"d" * 200))
     failures: list[Any] = []
     refused.addErrback(failures.append)
     assert failures and failures[0].check(SendQueueFull)
@@ -148,19 +150,22 @@ def test_write_queue_is_bounded_while_the_peer_is_slow() -> None:
     assert all(d.called for d in queued) and proto.queued_bytes == 0
     assert transport.value().endswith(encode_frame(b"c" * 200))
     too_big: list[Any] = []
-    proto.send(b"z" * 2000).addErrback(too_big.append)
+    proto.send(encode_frame(b"z" * 2000)).addErrback(too_big.append)
     assert too_big and too_big[0].check(TcpError)
+    unframed: list[Any] = []  # bytes whose length header is missing would desync the stream
+    proto.send(b"e" * 100).addErrback(unframed.append)
+    assert unframed and unframed[0].check(TcpError) and "not one frame" in unframed[0].getErrorMessage()
 
 
 def test_queued_sends_fail_when_the_connection_drops() -> None:
     proto, _transport = _connected(_Manager())
     proto.pauseProducing()
     failures: list[Any] = []
-    proto.send(b"x").addErrback(failures.append)
+    proto.send(encode_frame(b"x")).addErrback(failures.append)
     proto.connectionLost()
     assert failures and failures[0].check(TcpError)
     later: list[Any] = []
-    proto.send(b"y").addErrback(later.append)
+    proto.send(encode_frame(b"y")).addErrback(later.append)
     assert later
 
 
