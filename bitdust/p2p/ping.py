@@ -13,6 +13,7 @@ from twisted.internet.defer import inlineCallbacks
 from bitdust.identity.cache import IdentityFetchError
 from bitdust.identity.document import Identity
 from bitdust.identity.idurl import IdurlError, parse_idurl
+from bitdust.transport.fail import fail_reason
 from bitdust.transport.packet import Command, Packet
 
 if TYPE_CHECKING:
@@ -64,8 +65,7 @@ def ping(node: Node, gateway: Gateway, idurl: str, timeout: float) -> Any:
     except Exception as exc:
         raise PingError(f"{idurl} did not answer: {exc}") from None
     if reply is None or reply.command is not Command.Ack:
-        reason = reply.payload.decode("utf-8", "replace") if reply is not None else "no reply"
-        raise PingError(f"{idurl} refused my identity: {reason}")
+        raise PingError(f"{idurl} refused my identity: {fail_reason(reply).reason}")
     return reply
 
 

@@ -41,6 +41,7 @@ from bitdust.p2p.broadcast import (
 )
 from bitdust.p2p.presence import PresencePublisher, online_nodes
 from bitdust.services.service import Service, ServiceUnavailable
+from bitdust.transport.fail import REFUSED
 from bitdust.transport.gateway import Gateway
 from bitdust.transport.packet import Command, Packet
 
@@ -226,7 +227,7 @@ class BroadcastingService(Service):
         log.info("dropped broadcast %s from %s: %s", packet.packet_id, packet.creator_id, detail)
         self.counts[reason] += 1
         gateway.stats.dropped_in(reason, len(packet.payload))
-        gateway.fail(packet, f"broadcast refused: {detail}")
+        gateway.fail(packet, REFUSED, f"broadcast refused: {detail}")
 
     # -- internals ---------------------------------------------------------------------
 

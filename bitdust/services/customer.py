@@ -240,7 +240,7 @@ class CustomerService(Service):
         """A supplier ended our contract (market: CancelService with Failure JSON)."""
         if not market.is_supplier_notice(packet.payload):
             return None  # a customer of ours leaving: the supplier side's business
-        notice = market.Failure.decode(packet.payload)
+        notice = market.decode_failure(packet.payload)
         connector = self.connector_of(packet.creator_id)
         if connector is not None:
             log.info("supplier %s dropped us: %s: %s", packet.creator_id, notice.code, notice.reason)

@@ -22,6 +22,7 @@ from bitdust.dht.nicknames import lookup_nickname
 from bitdust.identity.idurl import is_idurl
 from bitdust.p2p.messages import MessageError, open_message, seal_message
 from bitdust.services.service import Service, ServiceUnavailable
+from bitdust.transport.fail import REFUSED, fail_reason
 from bitdust.transport.gateway import Gateway
 from bitdust.transport.outbox import GatewayError, GatewayTimeout
 from bitdust.transport.packet import Command, Packet, new_packet_id
@@ -115,8 +116,7 @@ class PrivateMessagesService(Service):
         except GatewayError as exc:
             raise SendError(f"message to {idurl} not delivered: {exc}") from None
         if reply is None or reply.command is not Command.Ack:
-            reason = reply.payload.decode("utf-8", "replace") if reply is not None else "no reply"
-            raise SendError(f"{idurl} refused the message: {reason}")
+            raise SendError(f"{idurl} refused the message: {fail_reason(reply).reason}")
         self._hookups().touch(idurl)
         return packet
 
@@ -150,7 +150,7 @@ class PrivateMessagesService(Service):
         gateway = self._gateway
         if gateway is not None:
             gateway.stats.dropped_in(DROP_REASON, len(packet.payload))
-            gateway.fail(packet, f"message refused: {reason}")
+            gateway.fail(packet, REFUSED, f"message refused: {reason}")
         return succeed(None)
 
     # -- internals ---------------------------------------------------------------------

@@ -18,11 +18,11 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 
 from bitdust.services.gateway import running_gateway
 from bitdust.services.service import Service, ServiceUnavailable
-from bitdust.storage import market
 from bitdust.storage.supplier.announce import AvailabilityAnnouncer
 from bitdust.storage.supplier.handlers import SupplierHandlers
 from bitdust.storage.supplier.presence import PING_TIMEOUT, CustomerPresence
 from bitdust.storage.supplier.store import SupplierStore
+from bitdust.transport.fail import FailReason
 from bitdust.transport.gateway import Gateway
 from bitdust.transport.packet import Command
 
@@ -124,7 +124,7 @@ class SupplierService(Service):
         return [contract.idurl for contract in self.store.customers()] if self.store is not None else []
 
     def _send_notice(self, gateway: Gateway, idurl: str, code: str, reason: str) -> None:
-        payload = market.Failure(code, reason).encode()
+        payload = FailReason(code, reason).encode()
         sending = gateway.sign_packet(Command.CancelService, payload, idurl)
         sending.addCallback(lambda packet: gateway.outbox(packet, idurl, timeout=NOTICE_TIMEOUT,
                                                           retries=NOTICE_RETRIES))

@@ -27,13 +27,13 @@ handlers for ``Data`` and ``CancelService`` (the gateway calls every handler):
 | Data, customer stores a piece | customer | customer  | piece frame             | supplier (stores) |
 | Data, answer to Retrieve      | customer | supplier  | piece frame             | customer          |
 | CancelService, customer quits | customer | customer  | ``{}``                  | supplier          |
-| CancelService, supplier quits | supplier | supplier  | Failure JSON (``code``) | customer          |
+| CancelService, supplier quits | supplier | supplier  | Fail JSON (``code``)    | customer          |
 
 - A Data answer to Retrieve reuses the Retrieve's PacketID; the supplier stores a Data
   only when OwnerID == CreatorID, so a node never files a Retrieve answer as a customer's
   upload. The customer waits for that Data itself (a Data does not resolve the outbox).
 - A supplier ending a contract (``customer_reject``, customer_patrol) sends CancelService
-  with :class:`Failure` JSON: ``code`` is ``rejected`` (the user, or the customer idle
+  with Fail JSON (:class:`~bitdust.transport.fail.FailReason`): ``code`` is ``rejected`` (the user, or the customer idle
   longer than ``services/customer-patrol/customer-idle-days``) or ``over-quota``; its data
   is already deleted. The customer Acks it; the supplier does not wait for that Ack.
   A payload with a ``code`` key is this notice; ``{}`` is a customer leaving: each side
@@ -49,9 +49,9 @@ handlers for ``Data`` and ``CancelService`` (the gateway calls every handler):
   acts only on its own folder), ``rejected`` (the sender has no contract: not a customer,
   or no longer),
   ``busy`` (too many requests of that customer queued), ``bad-request`` (bad payload).
-- ``unavailable`` is not sent by a supplier: it is what :meth:`Failure.decode` makes of the
-  gateway's own Fail for a command no running service handles (its supplier service is
-  off; while a node is starting its gateway stays silent instead). Customers treat it as
+- ``unavailable`` is not sent by a supplier: it is the gateway's own Fail code for a command
+  no running service handles (:mod:`bitdust.transport.fail`: its supplier service is off;
+  while a node is starting its gateway stays silent instead). Customers treat it as
   "offline for now", never as a refusal: a supplier whose service is restarting must not be
   fired because it was asked a moment too early.
 """
@@ -66,13 +66,13 @@ from typing import Any
 from bitdust.identity.idurl import is_idurl, parse_idurl
 from bitdust.storage.ecc import SUPPLIER_COUNTS
 from bitdust.storage.ids import IdError, parse_backup_id, parse_piece_id
-from bitdust.transport.gateway import UNSERVED
+from bitdust.transport.fail import UNAVAILABLE, FailReason
 
 MAX_CONTROL_BYTES = 64 * 1024
 MAX_LIST_BYTES = 8 * 1024 * 1024
 _PIECE_HEADER = struct.Struct(">H")
 
-FAIL_CODES = ("no-space", "over-quota", "not-found", "not-owner", "rejected", "bad-request", "busy", "unavailable")
+FAIL_CODES = ("no-space", "over-quota", "not-found", "not-owner", "rejected", "bad-request", "busy", UNAVAILABLE)
 
 
 class ProtocolError(ValueError):
@@ -139,25 +139,11 @@ class ServiceOffer:
         return cls(_int(_load(payload), "quota_bytes"))
 
 
-@dataclass(frozen=True)
-class Failure:
-    code: str
-    reason: str
-
-    def encode(self) -> bytes:
-        return _dump({"code": self.code, "reason": self.reason})
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Failure:
-        """Lenient: a Fail from an older peer may be plain text; the gateway's own Fail
-        for an unserved command is ``unavailable``."""
-        try:
-            value = _load(payload)
-        except ProtocolError:
-            text = payload[:500].decode("utf-8", "replace")
-            return cls("unavailable" if text.endswith(UNSERVED) else "bad-request", text)
-        code = value.get("code") if value.get("code") in FAIL_CODES else "bad-request"
-        return cls(str(code), str(value.get("reason", ""))[:500])
+def decode_failure(payload: bytes) -> FailReason:
+    """A supplier's Fail, or its CancelService notice. A code this market does not know
+    counts as ``bad-request``: the peer does not speak this protocol."""
+    failure = FailReason.decode(payload)
+    return failure if failure.code in FAIL_CODES else FailReason("bad-request", failure.reason)
 
 
 def encode_piece(piece_id: str, data: bytes) -> bytes:
@@ -240,7 +226,7 @@ def decode_file_list(payload: bytes) -> dict[str, int]:
 
 
 def is_supplier_notice(payload: bytes) -> bool:
-    """True for a supplier's CancelService (Failure JSON with ``code``), False for a
+    """True for a supplier's CancelService (Fail JSON with ``code``), False for a
     customer's ``{}`` (see the table above); malformed payloads count as neither: False."""
     try:
         return "code" in _load(payload)

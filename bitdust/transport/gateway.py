@@ -12,11 +12,12 @@ inbox never raises into the transport that called it.
 
 Replies (Ack/Fail) carry the PacketID of the request and resolve the matching
 :meth:`Gateway.outbox` call; other commands go to handlers registered per Command. A
-command nobody handles is answered with Fail (text ending in :data:`UNSERVED`), so the
-sender does not wait for a timeout and can tell "not served here" (that service is off)
-from a refusal by the service itself. While the node is still starting such a packet is
-dropped instead (counted as ``starting``): its service may be a moment away, and the
-sender's own retry will find it, where a Fail would end the sender's request.
+command nobody handles is answered with Fail (code ``unavailable``, see
+:mod:`bitdust.transport.fail`), so the sender does not wait for a timeout and can tell
+"not served here" (that service is off) from a refusal by the service itself. While the
+node is still starting such a packet is dropped instead (counted as ``starting``): its
+service may be a moment away, and the sender's own retry will find it, where a Fail
+would end the sender's request.
 ``Identity`` packets are handled here: the enclosed document must carry the same key
 the cache knows for the creator; from a creator not cached yet it is verified against
 itself and the cache keeps it as unconfirmed (the idurl's own server wins later). The
@@ -38,6 +39,7 @@ from twisted.python.failure import Failure
 
 from bitdust.identity.document import Identity, IdentityError
 from bitdust.transport.dedupe import SeenKey, SeenPackets
+from bitdust.transport.fail import BAD_IDENTITY, UNAVAILABLE, FailReason
 from bitdust.transport.outbox import DEFAULT_RETRIES, DEFAULT_TIMEOUT, GatewayError, Outbox
 from bitdust.transport.packet import Command, Packet, PacketError, new_packet_id
 from bitdust.transport.stats import PacketLog, PacketRecord, PacketStats
@@ -47,8 +49,6 @@ if TYPE_CHECKING:
     from bitdust.node import Node
 
 log = logging.getLogger(__name__)
-
-UNSERVED = "is not served by this node"
 
 PROTO_ORDER = ("tcp", "udp")  # TCP carries bulk data; QUIC on UDP is the fallback
 MAX_SKEW_SECONDS = 600.0
@@ -217,8 +217,10 @@ class Gateway:
     def ack(self, request: Packet, payload: bytes = b"") -> Deferred[Packet | None]:
         return self.reply(request, Command.Ack, payload)
 
-    def fail(self, request: Packet, reason: str) -> Deferred[Packet | None]:
-        return self.reply(request, Command.Fail, reason.encode("utf-8", "replace")[:1024])
+    def fail(self, request: Packet, code: str, reason: str) -> Deferred[Packet | None]:
+        """Answer ``request`` with Fail: ``code`` for the sender's logic, ``reason`` for
+        people (:mod:`bitdust.transport.fail`)."""
+        return self.reply(request, Command.Fail, FailReason(code, reason).encode())
 
     def _reply_failed(self, failure: Failure, request: Packet) -> None:
         log.info("reply to %s not delivered: %s", request, failure.getErrorMessage())
@@ -358,7 +360,7 @@ class Gateway:
                 log.debug("%s arrived while starting, before a service handles it: dropped", packet)
                 self.stats.dropped_in("starting", size)
                 return
-            self.fail(packet, f"{packet.command.value} {UNSERVED}")
+            self.fail(packet, UNAVAILABLE, f"{packet.command.value} is not served by this node")
             return
         for handler in handlers:
             maybeDeferred(handler, packet).addErrback(self._handler_failed, packet, size)
@@ -373,17 +375,17 @@ class Gateway:
             enclosed = Identity.from_xml(packet.payload)
         except IdentityError as exc:
             self._drop("bad_identity", size, packet)
-            self.fail(packet, f"bad identity document: {exc}")
+            self.fail(packet, BAD_IDENTITY, f"bad identity document: {exc}")
             return
         if enclosed.public_key != known.public_key or packet.creator_id not in enclosed.sources \
                 or not enclosed.verify():
             self._drop("bad_identity", size, packet)
-            self.fail(packet, "identity document does not match the creator")
+            self.fail(packet, BAD_IDENTITY, "identity document does not match the creator")
             return
         cache = getattr(self.node, "identity_cache", None)
         if cache is not None and not cache.add(enclosed):
             self._drop("bad_identity", size, packet)
-            self.fail(packet, "identity document refused (older revision or another key)")
+            self.fail(packet, BAD_IDENTITY, "identity document refused (older revision or another key)")
             return
         for handler in list(self._handlers.get(Command.Identity, ())):
             maybeDeferred(handler, packet).addErrback(self._handler_failed, packet, size)

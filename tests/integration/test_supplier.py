@@ -90,7 +90,7 @@ class Driver:
 
 def fail_code(packet: Packet) -> str:
     assert packet.command is Command.Fail, f"expected Fail, got {packet.command}"
-    return market.Failure.decode(packet.payload).code
+    return market.decode_failure(packet.payload).code
 
 
 def supplier_service(node: Node) -> SupplierService:
@@ -218,7 +218,7 @@ def test_contracts_pieces_and_the_api(net: Any) -> Any:
     assert answer == {"status": "OK", "result": [f"customer {bob.idurl} rejected, 700 bytes were freed"]}
     got = yield notice
     assert got.command is Command.CancelService and market.is_supplier_notice(got.payload)
-    assert market.Failure.decode(got.payload).code == "rejected"
+    assert market.decode_failure(got.payload).code == "rejected"
     assert not (supplier.home.customers / market.customer_folder_name(bob.idurl)).exists()
     assert fail_code((yield bob.ask(supplier, Command.Data, market.encode_piece(PIECE, b"x")))) == "rejected"
     again = yield api(supplier, "customer_reject", bob.idurl)
@@ -300,13 +300,13 @@ def test_patrol_rejects_over_quota_then_idle_customers(net: Any) -> Any:
     assert patrol_service.patrol is not None
     patrol_service.patrol.started_at = long_ago
     got = yield bob_notice
-    assert market.Failure.decode(got.payload).code == "over-quota"
+    assert market.decode_failure(got.payload).code == "over-quota"
     assert store.is_customer(alice.idurl), "customer-idle-days = 0 never rejects for silence"
 
     alice_notice = alice.next_notice()
     supplier.config.set("services/customer-patrol/customer-idle-days", 1)
     got = yield alice_notice
-    assert market.Failure.decode(got.payload).code == "rejected"
+    assert market.decode_failure(got.payload).code == "rejected"
     assert store.customers() == [] and store.used() == 0
 
 

@@ -21,6 +21,7 @@ from bitdust.crypto.keys import PrivateKey
 from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.identity.document import make_contact
 from bitdust.node import Node
+from bitdust.transport.fail import UNAVAILABLE, FailReason
 from bitdust.transport.outbox import GatewayTimeout
 from bitdust.transport.packet import Command, Packet, encode_frame, new_packet_id, now_ms
 from tests.integration.transport_net import (
@@ -147,7 +148,8 @@ def test_unserved_command_gets_fail(running: list[Node], make_home: Any, keys: l
         bob.initializer.state = "READY"
     packet = gateway(alice).make_packet(Command.ListFiles, b"", bob.my_identity.idurl)
     reply = yield gateway(alice).outbox(packet, timeout=5, retries=0)
-    assert reply.command is Command.Fail and b"not served" in reply.payload
+    assert reply.command is Command.Fail
+    assert FailReason.decode(reply.payload) == FailReason(UNAVAILABLE, "ListFiles is not served by this node")
 
 
 @pytest_twisted.inlineCallbacks

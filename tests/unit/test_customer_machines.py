@@ -21,8 +21,8 @@ from bitdust.storage.customer.connector import (
 from bitdust.storage.customer.finder import RecentRefusals, SupplierFinder
 from bitdust.storage.customer.fire_hire import FireHire, PositionView, ReplaceRefused, may_replace
 from bitdust.storage.customer.suppliers import SupplierList, SupplierListError
-from bitdust.storage.market import Failure, ServiceRequest
-from bitdust.transport.gateway import UNSERVED
+from bitdust.storage.market import ServiceRequest
+from bitdust.transport.fail import UNAVAILABLE, FailReason
 from bitdust.transport.outbox import GatewayTimeout
 
 
@@ -58,7 +58,7 @@ class FakeLink:
         self.requests[who].pop(0).callback(quota)
 
     def refuse(self, who: str, code: str = "no-space") -> None:
-        self.requests[who].pop(0).errback(Refused(Failure(code, "too small")))
+        self.requests[who].pop(0).errback(Refused(FailReason(code, "too small")))
 
     def time_out(self, who: str) -> None:
         self.requests[who].pop(0).errback(GatewayTimeout("no reply"))
@@ -113,7 +113,7 @@ def test_connector_a_node_not_serving_yet_is_offline_not_refused() -> None:
     link.ack(idurl("s0"))
     connector.event("connect")
     link.requests[idurl("s0")].pop(0).errback(
-        Refused(Failure.decode(f"RequestService {UNSERVED}".encode())))
+        Refused(FailReason(UNAVAILABLE, "RequestService is not served by this node")))
     assert connector.state == OFFLINE and connector.reason.startswith("unavailable: RequestService")
     connector.event("connect")
     link.ack(idurl("s0"))

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitdust.storage import market
+from bitdust.transport.fail import UNAVAILABLE, FailReason
 
 PIECE = "0/1/F20160313043757PM/3-2-Data"
 
@@ -61,9 +62,12 @@ def test_lists_round_trip() -> None:
 
 
 def test_failure_is_lenient_with_text() -> None:
-    assert market.Failure.decode(b"plain words").reason == "plain words"
-    failure = market.Failure("over-quota", "no room")
-    assert market.Failure.decode(failure.encode()) == failure
+    assert market.decode_failure(b"plain words") == FailReason("bad-request", "plain words")
+    failure = FailReason("over-quota", "no room")
+    assert market.decode_failure(failure.encode()) == failure
+    # a code the market does not know is a peer that does not speak it
+    assert market.decode_failure(FailReason("teapot", "short and stout").encode()).code == "bad-request"
+    assert market.decode_failure(FailReason(UNAVAILABLE, "off").encode()).code == UNAVAILABLE
 
 
 def test_customer_folder_name() -> None:

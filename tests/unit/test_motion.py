@@ -18,6 +18,7 @@ from bitdust.storage.motion import DataMotion, MotionBusy, NoSupplier, PieceRefu
 from bitdust.storage.motion.listing import FileLister
 from bitdust.storage.motion.orator import ASKING, READY, ListFilesOrator
 from bitdust.storage.motion.throttle import Throttle
+from bitdust.transport.fail import FailReason
 from bitdust.transport.outbox import GatewayTimeout
 from bitdust.transport.packet import Command
 
@@ -118,7 +119,7 @@ def test_send_ack_fires_none_and_fail_is_refused() -> None:
     assert [s.packet.command for s in wire.sent] == [Command.Data, Command.Data]
     assert market.decode_piece(wire.sent[0].packet.payload)[0] == piece(0, 0)
     wire.answer(0, Command.Ack)
-    wire.answer(1, Command.Fail, market.Failure("over-quota", "full").encode())
+    wire.answer(1, Command.Fail, FailReason("over-quota", "full").encode())
     assert ok == [None]
     assert isinstance(refused[0], Failure) and refused[0].check(PieceRefused)
     assert refused[0].value.code == "over-quota"
@@ -230,7 +231,7 @@ def test_retrieve_refusals_foreign_pieces_and_timeouts() -> None:
     clock = Clock()
     motion, wire = make_motion(clock)
     missing = results(motion.retrieve_from(sup(2), PIECE))
-    wire.answer(0, Command.Fail, market.Failure("not-found", "no such piece").encode())
+    wire.answer(0, Command.Fail, FailReason("not-found", "no such piece").encode())
     assert missing[0].check(PieceRefused) and missing[0].value.code == "not-found"
     foreign = results(motion.retrieve_piece(0, PIECE))
     wire.deliver(Command.Data, data_answer(wire.sent[1], piece(5, 0), b"other"))

@@ -31,8 +31,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from bitdust.automats.automat import ANY, Automat, AutomatRegistry, Transition
-from bitdust.storage.market import Failure as FailReply
 from bitdust.storage.market import ServiceRequest
+from bitdust.transport.fail import UNAVAILABLE, FailReason
 from bitdust.transport.outbox import GatewayError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ CLOSED = "CLOSED"
 class Refused(Exception):
     """The supplier answered Fail; ``failure`` is its reason."""
 
-    def __init__(self, failure: FailReply) -> None:
+    def __init__(self, failure: FailReason) -> None:
         super().__init__(f"{failure.code}: {failure.reason}")
         self.failure = failure
 
@@ -129,7 +129,7 @@ class SupplierConnector(Automat):
     def _not_answered(self, failure: Failure) -> None:
         self._asking = False
         refused = failure.value
-        if isinstance(refused, Refused) and refused.failure.code == "unavailable":
+        if isinstance(refused, Refused) and refused.failure.code == UNAVAILABLE:
             self.event("timeout", str(refused))
         elif isinstance(refused, Refused):
             self.event("fail", refused.failure)
@@ -145,7 +145,7 @@ class SupplierConnector(Automat):
         self.offline_since = None
         self.last_answer = self.clock.seconds()
 
-    def do_remember_refusal(self, failure: FailReply) -> None:
+    def do_remember_refusal(self, failure: FailReason) -> None:
         self.reason = f"{failure.code}: {failure.reason}"
         self.offline_since = None
         self.last_answer = self.clock.seconds()

@@ -3,7 +3,7 @@
 The formats and the who-is-who rules are in :mod:`bitdust.storage.market`; in short,
 a customer's requests are honoured only when OwnerID == CreatorID (a node signs only
 for itself, so nobody reaches another customer's folder), the customer is always the
-packet's creator, and every refusal is a Fail carrying :class:`market.Failure` JSON.
+packet's creator, and every refusal is a Fail with a market code (:data:`market.FAIL_CODES`).
 Packets meant for the customer side of this same node (a Data answering our own
 Retrieve, a supplier's CancelService notice) are left alone, unanswered.
 """
@@ -171,7 +171,7 @@ class SupplierHandlers:
 
     def _refuse(self, packet: Packet, code: str, reason: str) -> Deferred[Any]:
         log.info("refused %s: %s (%s)", packet, reason, code)
-        return self.gateway.reply(packet, Command.Fail, market.Failure(code, reason).encode())
+        return self.gateway.fail(packet, code, reason)
 
     def _heard(self, idurl: str) -> None:
         if self.store.is_customer(idurl):
