@@ -2,8 +2,10 @@
 
 Inbox order of checks, cheapest first, so a flood of junk costs little: size cap, parse,
 freshness, recipient, duplicate, the creator's identity (may fetch over HTTP), then the
-signature: Ed25519 by the packet key the creator's identity lists (in a thread for big
-packets: hashing a few MB must not stall the reactor). A KeyID that is not the packet
+signature: Ed25519 by the packet key the creator's identity lists. A big packet is parsed
+and hashed in a thread, and its signature checked there too: copying and hashing a few
+MB must not stall the reactor (TCP hands such frames over unjoined, as
+:class:`~bitdust.transport.packet.Chunks`). A KeyID that is not the packet
 key of the cached identity makes the gateway re-fetch that identity (at most once a
 minute per creator): the peer may have a new packet key that our copy predates.
 A packet is remembered as seen only after its signature verified, so a forger cannot
@@ -41,7 +43,7 @@ from bitdust.identity.document import Identity, IdentityError
 from bitdust.transport.dedupe import SeenKey, SeenPackets
 from bitdust.transport.fail import BAD_IDENTITY, UNAVAILABLE, FailReason
 from bitdust.transport.outbox import DEFAULT_RETRIES, DEFAULT_TIMEOUT, GatewayError, Outbox
-from bitdust.transport.packet import Command, Packet, PacketError, new_packet_id
+from bitdust.transport.packet import Chunks, Command, Packet, PacketError, has_magic, new_packet_id
 from bitdust.transport.stats import PacketLog, PacketRecord, PacketStats
 
 if TYPE_CHECKING:
@@ -227,7 +229,7 @@ class Gateway:
 
     # -- in ----------------------------------------------------------------------
 
-    def inbox(self, data: bytes, proto: str, peer: tuple[str, int] | None = None) -> Deferred[InboxResult]:
+    def inbox(self, data: bytes | Chunks, proto: str, peer: tuple[str, int] | None = None) -> Deferred[InboxResult]:
         """Take raw packet bytes from a transport; never fails."""
         return self._inbox(data, proto, peer).addErrback(self._inbox_crashed, len(data))
 
@@ -249,16 +251,25 @@ class Gateway:
         return InboxResult(None, reason)
 
     @inlineCallbacks
-    def _inbox(self, data: bytes, proto: str, peer: tuple[str, int] | None) -> Any:
+    def _inbox(self, data: bytes | Chunks, proto: str, peer: tuple[str, int] | None) -> Any:
         size = len(data)
         if not self.running:
             return InboxResult(None, "stopped")
         if size > self.max_packet:
             return self._drop("oversize", size, proto=proto)
         try:
-            packet = Packet.parse(data, self.max_packet)
+            if size < THREAD_VERIFY_BYTES:
+                packet = Packet.parse(data, self.max_packet)
+            elif not has_magic(data):
+                return self._drop("garbage", size, proto=proto)
+            else:  # the payload's copy and its hash: a thread's work, not the reactor's
+                reactor = self.node.reactor
+                packet = yield deferToThreadPool(reactor, reactor.getThreadPool(), _parse_hashed, data,
+                                                 self.max_packet)
         except PacketError:
             return self._drop("garbage", size, proto=proto)
+        if not self.running:
+            return InboxResult(None, "stopped")
         if not packet.is_fresh(self.node.reactor.seconds(), self.max_skew):
             return self._drop("stale", size, packet, proto)
         me = getattr(self.node, "my_identity", None)
@@ -398,6 +409,14 @@ class Gateway:
 
     def streams(self, wanted_protos: list[str] | None = None) -> list[dict[str, Any]]:
         return [s for t in self.transports() if _wanted(t.proto, wanted_protos) for s in t.streams()]
+
+
+def _parse_hashed(data: bytes | Chunks, max_size: int) -> Packet:
+    """Packet.parse plus its digest, in the calling (pool) thread: what verifying the
+    signature needs of a big packet's bytes is done before the reactor sees it."""
+    packet = Packet.parse(data, max_size)
+    packet.digest()
+    return packet
 
 
 def _create_framed(*args: Any) -> Packet:

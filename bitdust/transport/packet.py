@@ -71,6 +71,8 @@ _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
+Buffer = bytes | bytearray | memoryview
+
 
 class PacketError(ValueError):
     """Bytes that are not a well-formed packet or frame; the message gives the reason."""
@@ -129,6 +131,9 @@ class Packet:
     # verified and joined when serialized, and encoding ten fields each time was a tenth
     # of the CPU time of a small packet. Parsing keeps the header as it came.
     _header: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    # BLAKE3 of the signed bytes, once computed: a big packet is parsed and hashed in a
+    # pool thread, and its signature checked later against the creator's key.
+    _digest: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Checked here so create() can never build a packet that parse() would refuse.
@@ -211,12 +216,15 @@ class Packet:
         return b"".join(self._signed_parts())
 
     def digest(self) -> bytes:
-        """BLAKE3 of :meth:`signed_bytes`, hashed piece by piece: a multi-MB payload is
-        not copied once more just to be hashed."""
-        hasher = blake3.blake3()
-        for part in self._signed_parts():
-            hasher.update(part)
-        return hasher.digest()
+        """BLAKE3 of :meth:`signed_bytes`, hashed piece by piece (a multi-MB payload is
+        not copied once more just to be hashed), and kept."""
+        if self._digest is None:
+            hasher = blake3.blake3()
+            for part in self._signed_parts():
+                hasher.update(part)
+            object.__setattr__(self, "_digest", hasher.digest())
+        assert self._digest is not None
+        return self._digest
 
     def signing_message(self) -> bytes:
         """What the Ed25519 key really signs: the domain, then :meth:`digest`."""
@@ -275,14 +283,16 @@ class Packet:
         )
 
     @classmethod
-    def parse(cls, data: bytes | bytearray | memoryview, max_size: int) -> Packet:
-        """Decode wire bytes; PacketError (and nothing else) on any malformed input.
+    def parse(cls, data: Buffer | Chunks, max_size: int) -> Packet:
+        """Decode wire bytes (whole, or as the :class:`Chunks` a stream delivered them
+        in); PacketError (and nothing else) on any malformed input.
 
         Does not verify the signature: the caller knows which identity to check against.
+        The payload is the one copy made of a big packet's bytes.
         """
         if len(data) > max_size:
             raise PacketError(f"packet of {len(data)} bytes exceeds the limit of {max_size}")
-        reader = _Reader(memoryview(data))
+        reader = _Reader(data.parts if isinstance(data, Chunks) else [memoryview(data)])
         if reader.take(len(MAGIC), "magic") != MAGIC:
             raise PacketError("bad magic: not a BitDust packet (or an unsupported version)")
         command = _to_command(reader.text("Command"))
@@ -321,24 +331,26 @@ def _text_field(text: str) -> bytes:
 
 
 class _Reader:
-    """Bounds-checked cursor over the packet bytes: every overrun is a PacketError."""
+    """Bounds-checked cursor over the packet bytes, held in one or more parts: every
+    overrun is a PacketError. A field that spans parts is joined from views of them."""
 
-    def __init__(self, view: memoryview) -> None:
-        self._view = view
+    def __init__(self, parts: list[memoryview]) -> None:
+        self._parts = parts
+        self._size = sum(len(part) for part in parts)
         self._pos = 0
 
     @property
     def remaining(self) -> int:
-        return len(self._view) - self._pos
+        return self._size - self._pos
 
     def consumed(self) -> bytes:
         """Every byte read so far."""
-        return self._view[: self._pos].tobytes()
+        return self._bytes(0, self._pos)
 
     def take(self, size: int, what: str) -> bytes:
         if size > self.remaining:
             raise PacketError(f"truncated packet: {what} needs {size} bytes, {self.remaining} left")
-        chunk = self._view[self._pos : self._pos + size].tobytes()
+        chunk = self._bytes(self._pos, self._pos + size)
         self._pos += size
         return chunk
 
@@ -354,6 +366,48 @@ class _Reader:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PacketError(f"{what} is not valid UTF-8: {exc.reason}") from None
+
+    def _bytes(self, start: int, end: int) -> bytes:
+        first = self._parts[0]
+        if end <= len(first):  # the usual case: a whole packet, or a header in the first part
+            return first[start:end].tobytes()
+        views, offset = [], 0
+        for part in self._parts:
+            low, high = max(start - offset, 0), min(end - offset, len(part))
+            if low < high:
+                views.append(part[low:high])
+            offset += len(part)
+            if offset >= end:
+                break
+        # bytes.join lets other threads run while it copies a MB or more
+        return b"".join(views)
+
+
+def has_magic(data: Buffer | Chunks) -> bool:
+    """True if ``data`` starts like a packet of this format: the cheap test that keeps
+    junk from costing a hop to a thread before :meth:`Packet.parse` refuses it."""
+    reader = _Reader(data.parts if isinstance(data, Chunks) else [memoryview(data)])
+    return reader.remaining >= len(MAGIC) and reader.take(len(MAGIC), "magic") == MAGIC
+
+
+class Chunks:
+    """The bytes of one frame, still in the pieces the stream delivered them in.
+
+    Joining a multi-MB frame is left to :meth:`Packet.parse`, which copies the payload
+    out of the pieces once; the gateway parses big packets in a pool thread, so the
+    reactor that cut the frame never copies it at all."""
+
+    __slots__ = ("_size", "parts")
+
+    def __init__(self, parts: list[memoryview]) -> None:
+        self.parts = parts
+        self._size = sum(len(part) for part in parts)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def frame_body(frame: bytes) -> memoryview:
@@ -380,18 +434,22 @@ class FrameDecoder:
     the decoder refuses all further input: the transport should close the connection.
 
     Incoming chunks are kept as they came (a list, not a growing bytearray) and a frame
-    is joined from them once, when its last byte arrives: one copy per byte. Appending
-    64 KB reads to a bytearray re-allocated and copied a 1 MB frame several times over,
-    then copied it once more to hand out ``bytes``. Small chunks are the exception: they
-    are gathered into a bytearray tail, so a peer that dribbles a frame in one-byte
-    segments cannot make us hold a Python object per byte.
+    is joined from them once, when its last byte arrives: one copy per byte (or none
+    here: a big frame can be handed out as :class:`Chunks`, for its reader to join in
+    another thread). Appending 64 KB reads to a bytearray re-allocated and copied a 1 MB
+    frame several times over, then copied it once more to hand out ``bytes``. Small
+    chunks are the exception: they are gathered into a bytearray tail, so a peer that
+    dribbles a frame in one-byte segments cannot make us hold a Python object per byte.
     """
 
-    def __init__(self, max_frame_size: int) -> None:
+    def __init__(self, max_frame_size: int, chunks_from: int | None = None) -> None:
+        """``chunks_from``: frames of this many bytes or more are handed out unjoined,
+        as :class:`Chunks` (the reader joins them where it parses them)."""
         if max_frame_size < 0:
             raise ValueError("max_frame_size must be >= 0")
         self._max = max_frame_size
-        self._chunks: collections.deque[bytes | bytearray | memoryview] = collections.deque()
+        self._chunks_from = chunks_from
+        self._chunks: collections.deque[Buffer] = collections.deque()
         self._pending = 0
         self._frame_size: int | None = None  # body length of the frame being received
         self._error: str | None = None
@@ -408,7 +466,7 @@ class FrameDecoder:
             return int(_U32.unpack(self._peek_header())[0])
         return self._frame_size
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[bytes | Chunks]:
         """Add bytes from the stream; return every frame they complete, in order."""
         if self._error is not None:
             raise PacketError(f"frame stream already failed: {self._error}")
@@ -421,7 +479,7 @@ class FrameDecoder:
             else:
                 self._chunks.append(bytearray(data))
             self._pending += len(data)
-        frames: list[bytes] = []
+        frames: list[bytes | Chunks] = []
         while True:
             if self._frame_size is None:
                 if self._pending < FRAME_HEADER_SIZE:
@@ -436,7 +494,13 @@ class FrameDecoder:
             if self._pending < FRAME_HEADER_SIZE + self._frame_size:
                 break
             self._cut(FRAME_HEADER_SIZE)
-            frames.append(self._cut(self._frame_size))
+            parts = self._cut(self._frame_size)
+            if self._chunks_from is not None and self._frame_size >= self._chunks_from:
+                frames.append(Chunks([p if isinstance(p, memoryview) else memoryview(p) for p in parts]))
+            elif len(parts) == 1 and isinstance(parts[0], bytes):
+                frames.append(parts[0])  # exactly one whole chunk: no copy at all
+            else:
+                frames.append(b"".join(parts))
             self._frame_size = None
         return frames
 
@@ -448,10 +512,9 @@ class FrameDecoder:
                 break
         return head
 
-    def _cut(self, size: int) -> bytes:
-        """Take ``size`` bytes off the front, joined into one ``bytes`` (no copy at all
-        when they are exactly one whole chunk)."""
-        parts: list[bytes | bytearray | memoryview] = []
+    def _cut(self, size: int) -> list[Buffer]:
+        """Take ``size`` bytes off the front, as the chunks (or views of them) they were."""
+        parts: list[Buffer] = []
         left = size
         while left:
             chunk = self._chunks[0]
@@ -466,6 +529,4 @@ class FrameDecoder:
                 self._chunks[0] = view[left:]
                 left = 0
         self._pending -= size
-        if len(parts) == 1 and isinstance(parts[0], bytes):
-            return parts[0]
-        return b"".join(parts)
+        return parts

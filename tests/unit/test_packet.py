@@ -17,12 +17,14 @@ from bitdust.transport.packet import (
     MAGIC,
     MAX_ID_BYTES,
     SIGNATURE_DOMAIN,
+    Chunks,
     Command,
     FrameDecoder,
     Packet,
     PacketError,
     encode_frame,
     frame_body,
+    has_magic,
     new_packet_id,
 )
 
@@ -435,6 +437,45 @@ def test_decoder_big_frames_any_chunking(sizes: list[int], cuts: list[int]) -> N
             assert decoder.next_frame_size == sizes[len(out)]
     assert out == frames
     assert decoder.pending == 0 and decoder.next_frame_size is None
+
+
+@settings(max_examples=40)
+@given(
+    payload_size=st.integers(0, 70_000),
+    cuts=st.lists(st.integers(0, 80_000), max_size=12),
+)
+def test_big_frames_stay_chunks_and_parse_as_the_joined_bytes(
+        key: PacketSigningKey, payload_size: int, cuts: list[int]) -> None:
+    """A big frame is handed out as the chunks it came in (no copy on the reactor); the
+    packet parsed from them is the packet parsed from the joined bytes, whatever the cuts
+    (inside the header, the payload or the signature)."""
+    sent = Packet.create(Command.Data, ALICE, ALICE, "1", bytes(range(256)) * (payload_size // 256), BOB, key)
+    stream = sent.frame() * 2
+    points = sorted({c for c in cuts if c <= len(stream)} | {0, len(stream)})
+    decoder = FrameDecoder(max_frame_size=LIMIT, chunks_from=1000)
+    out: list[bytes | Chunks] = []
+    for start, end in itertools.pairwise(points):
+        out.extend(decoder.feed(stream[start:end]))
+    assert len(out) == 2 and decoder.pending == 0
+    for frame in out:
+        assert isinstance(frame, Chunks) == (len(frame) >= 1000)
+        assert bytes(frame) == sent.serialize()
+        parsed = Packet.parse(frame, LIMIT)
+        assert parsed == sent and parsed.verify(key.public_key())
+
+
+def test_has_magic_is_the_cheap_first_test(wire: bytes) -> None:
+    view = memoryview(wire)
+    assert has_magic(wire) and has_magic(Chunks([view[:2], view[2:]]))
+    assert not has_magic(b"GET / HTTP/1.1") and not has_magic(b"BD") and not has_magic(Chunks([view[1:]]))
+
+
+def test_truncated_chunks_are_refused(key: PacketSigningKey) -> None:
+    wire = Packet.create(Command.Data, ALICE, ALICE, "1", b"p" * 5000, BOB, key).serialize()
+    view = memoryview(wire)
+    for cut in (3, 100, 2000, len(wire) - 70, len(wire) - 1):
+        with pytest.raises(PacketError, match="truncated"):
+            Packet.parse(Chunks([view[:cut][: cut // 2], view[:cut][cut // 2 :]]), LIMIT)
 
 
 def test_decoder_dribbled_frame_is_not_kept_byte_by_byte() -> None:
