@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from bitdust.crypto.keys import PrivateKey
 from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.identity.document import make_contact
 from bitdust.node import Node
+from bitdust.transport import gateway as gateway_module
 from bitdust.transport.fail import UNAVAILABLE, FailReason
 from bitdust.transport.outbox import GatewayTimeout
 from bitdust.transport.packet import Command, Packet, encode_frame, new_packet_id, now_ms
@@ -212,6 +215,35 @@ def test_new_packet_key_is_taken_from_a_newer_identity_packet(running: list[Node
     refused = yield gateway(alice).outbox(sneaky, timeout=0.5, retries=0).addErrback(lambda f: f.value)
     assert isinstance(refused, GatewayTimeout)
     assert bob.identity_cache.get_cached(alice.my_identity.idurl) == alice.my_identity
+
+
+@pytest_twisted.inlineCallbacks
+def test_big_packets_are_parsed_in_a_thread_from_the_chunks_tcp_read(
+        running: list[Node], make_home: Any, keys: list[PrivateKey], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A 1 MB packet reaches the gateway as the chunks TCP read (never joined on the
+    reactor), is parsed and hashed in a pool thread, verified and Acked; a 1 MB frame of
+    junk is dropped as garbage before any thread is asked to parse it."""
+    alice, bob = yield make_nodes(running, make_home, keys)
+    got: list[Packet] = []
+    gateway(bob).add_handler(Command.Data, acking_handler(gateway(bob), got))
+    parsed_in: list[tuple[str, str]] = []
+
+    def spy(data: Any, max_size: int) -> Packet:
+        parsed_in.append((type(data).__name__, threading.current_thread().name))
+        return real_parse_hashed(data, max_size)
+
+    real_parse_hashed = gateway_module._parse_hashed
+    monkeypatch.setattr(gateway_module, "_parse_hashed", spy)
+    payload = os.urandom(1024 * 1024)
+    packet = gateway(alice).make_packet(Command.Data, payload, bob.my_identity.idurl)
+    reply = yield gateway(alice).outbox(packet, timeout=10, retries=0)
+    assert reply.command is Command.Ack and len(got) == 1 and got[0].payload == payload
+    assert len(parsed_in) == 1 and parsed_in[0][0] == "Chunks", parsed_in
+    assert parsed_in[0][1] != threading.current_thread().name  # not the reactor's thread
+    probe = yield raw_send(tcp_of(bob).port, encode_frame(os.urandom(1024 * 1024)))
+    yield probe.closed
+    assert gateway(bob).stats.as_api()["in"]["dropped"] == {"garbage": 1}
+    assert len(parsed_in) == 1
 
 
 @pytest_twisted.inlineCallbacks
