@@ -1,0 +1,51 @@
+"""The daemon's allocator settings take effect (in a child process: they are process-wide)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Four threads each hold 1 MB buffers (below the mmap threshold, so from an arena), then
+# glibc's malloc_info lists the arenas: one heap element per arena.
+CHILD = """
+import ctypes, ctypes.util, sys, threading
+from bitdust.util.memory import tune_malloc
+if sys.argv[1] == "tuned" and not tune_malloc():
+    sys.exit(3)
+held, ready, done = [], threading.Barrier(5), threading.Event()
+def work():
+    held.append(bytearray(1 << 20))
+    ready.wait()
+    done.wait()
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads:
+    t.start()
+ready.wait()
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+libc.fclose.argtypes = (ctypes.c_void_p,)
+stream = libc.fopen(sys.argv[2].encode(), b"w")
+libc.malloc_info(0, stream)
+libc.fclose(stream)
+done.set()
+for t in threads:
+    t.join()
+"""
+
+
+def arenas(tmp_path: Path, mode: str) -> int:
+    out = tmp_path / f"{mode}.xml"
+    done = subprocess.run([sys.executable, "-c", CHILD, mode, str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return out.read_text().count("<heap nr=")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and malloc_info")
+def test_tuned_process_keeps_one_arena_for_all_threads(tmp_path: Path) -> None:
+    assert arenas(tmp_path, "default") > 1  # what the setting is for: an arena per thread
+    assert arenas(tmp_path, "tuned") == 1
