@@ -112,7 +112,7 @@ def backup_start_path(node: Node, path: Any, bind_local_path: Any = True) -> Gen
         item, _created = catalog.map_path(local) if bind_local_path else catalog.add_path(local)
     except CatalogError as exc:
         return error(f"backup_start_path: {exc}")
-    catalog.save()
+    yield catalog.save()
     service.running_jobs("backup_start_path").add(item.path_id, item.local_path)
     return ok(f"uploading of item {item.path_id} {_started(service, item.path_id)}, local path is: "
               f"{item.local_path}", id=item.path_id, type=item.type.value)
@@ -157,7 +157,7 @@ def backup_delete_id(node: Node, path_id_or_backup_id: Any) -> Generator[Any, An
             gone = parts.catalog.remove_version(backup_id)
         except CatalogError as exc:
             return error(f"backup_delete_id: {exc}")
-        parts.catalog.save()
+        yield parts.catalog.save()
         note = yield _delete_remote(parts, gone.storage_ids(backup_id.rpartition("/")[0]))  # re-encoded ones too
         return ok(f"version {backup_id} was deleted from remote peers{note}")
     note = yield _delete_items(service, parts, [item])
@@ -197,7 +197,7 @@ def _delete_items(service: BackupsService, parts: Parts, items: list[CatalogItem
             continue  # below another item of the list, gone with it
         for gone in catalog.remove_item(item.path_id):
             backup_ids += [where for v in gone.versions.values() for where in v.storage_ids(gone.path_id)]
-    catalog.save()
+    yield catalog.save()
     note = yield _delete_remote(parts, backup_ids)
     return note
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 
 from bitdust.api.results import error, ok
 from bitdust.services.service import ServiceUnavailable
@@ -173,20 +174,22 @@ def _measured(local: LocalPath) -> LocalPath:
 
 def _run(node: Node, catalog: Catalog, method: str, check: Callable[[], T],
          apply: Callable[[T], dict[str, Any]]) -> Deferred[dict[str, Any]]:
-    """``check`` in a worker thread, then ``apply`` and a save on the reactor thread;
-    a refused path or change becomes an ERROR answer."""
+    """``check`` in a worker thread, then ``apply`` on the reactor thread; the answer
+    comes once the change is saved. A refused path or change becomes an ERROR answer."""
     reactor = node.reactor
     checking: Deferred[T] = deferToThreadPool(reactor, reactor.getThreadPool(), check)
 
-    def changed(value: T) -> dict[str, Any]:
+    def changed(value: T) -> Deferred[dict[str, Any]]:
         answer = apply(value)
-        try:
-            catalog.save()
-        except OSError as exc:
+
+        def not_saved(failure: Failure) -> dict[str, Any]:
+            failure.trap(OSError)
+            exc = failure.value
             log.error("%s: the catalog could not be saved: %s", method, exc)
             return error(f"{method}: the change was made but the catalog could not be saved: "
-                         f"{exc.strerror or exc}; it will be saved with the next change")
-        return answer
+                         f"{getattr(exc, 'strerror', None) or exc}; it will be saved with the next change")
+
+        return catalog.save().addCallbacks(lambda _: answer, not_saved)
 
     def refused(failure: Any) -> dict[str, Any]:
         failure.trap(CatalogError)

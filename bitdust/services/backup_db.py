@@ -4,8 +4,9 @@ and its encrypted copy on every supplier.
 Start reads ``<home>/catalog/catalog.json`` in a worker thread (a big catalog takes a
 while to parse); a catalog that cannot be read makes the start fail with the reason,
 after it was moved aside (see :mod:`bitdust.storage.catalog.store`), and is never
-overwritten. Every change made through the API is saved at once by the API call; stop
-saves whatever else changed (versions recorded by backup jobs).
+overwritten. Every change made through the API is saved before the call answers, a
+backup job's version before the job ends; stop saves whatever else changed. Saves run in
+the thread pool (:class:`~bitdust.storage.catalog.store.CatalogStore`).
 
 The copy on the suppliers is kept by a :class:`~bitdust.storage.backups.catalog_sync.
 CatalogCopier` (debounced: at most one upload every few seconds); a fresh machine
@@ -42,7 +43,7 @@ class BackupDbService(Service):
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
-        self.store = CatalogStore(node.home.catalog)
+        self.store = CatalogStore(node.home.catalog, reactor=node.reactor)
         self._catalog: Catalog | None = None
         self.copier: CatalogCopier | None = None
         self.recovery: CatalogRecovery | None = None
@@ -84,9 +85,8 @@ class BackupDbService(Service):
         :data:`FINAL_COPY_SECONDS`; data motion stops after us): the copier looks only every
         few seconds, and a daemon stopped right after a backup finished would otherwise
         leave the suppliers a copy in which that version is still in progress, which a
-        disaster recovery would then drop. Saves on the reactor thread, not in a worker: a
-        save still running in a thread could finish after a later one and put an older
-        catalog back in place."""
+        disaster recovery would then drop. The last save goes through the store's one
+        writer like every other, so it lands after any save still running."""
         recovery, self.recovery = self.recovery, None
         if recovery is not None:
             recovery.stop()
@@ -117,15 +117,16 @@ class BackupDbService(Service):
             return succeed(None)
         return maybeDeferred(self.store.save_if_changed, catalog).addCallback(lambda _: None)
 
-    def replace_catalog(self, catalog: Catalog) -> None:
-        """Put a catalog recovered from the suppliers in place of the running one, saved."""
+    def replace_catalog(self, catalog: Catalog) -> Deferred[None]:
+        """Put a catalog recovered from the suppliers in place of the running one; fires
+        once it is saved."""
         if self._catalog is None:
             raise ServiceUnavailable("the catalog is not loaded: service_backup_db is not running")
-        catalog.saver = self.store.save
-        self.store.save(catalog)
+        self.store.bind(catalog)
         self._catalog = catalog
         if self.copier is not None:
             self.copier.forget()
+        return catalog.save()
 
 
 def running_backup_db(node: Node, what: str) -> BackupDbService:

@@ -7,7 +7,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from bitdust.automats.automat import check_table, to_dot
-from bitdust.storage.backups.job import ABORTED, DONE, FAILED, RUNNING, WINDOW, BackupJob, Opened
+from bitdust.storage.backups.job import ABORTED, DONE, FAILED, RUNNING, SAVING, WINDOW, BackupJob, Opened
 from bitdust.storage.ecc import EccMap
 from bitdust.storage.pipeline.encoder import EncodedBlock
 
@@ -56,8 +56,10 @@ class FakeIO:
         self.sends[piece_id] = d
         return d
 
-    def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> None:
+    def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> Deferred[None]:
         self.calls.append(f"complete {blocks}")
+        self.saving: Deferred[None] = Deferred()
+        return self.saving
 
     def discard(self, backup_id: str) -> Deferred[None]:
         self.calls.append("discard")
@@ -100,8 +102,23 @@ def test_window_bounds_blocks_ahead_and_completion_waits_for_every_ack() -> None
     io.produce()  # end of input
     assert job.eof and job.state == RUNNING and not any(c.startswith("complete") for c in io.calls)
     io.ack_all()
-    assert job.state == DONE and io.calls[-1] == f"complete {total}"
+    # Not done before the complete version is saved: whoever waits may read the catalog file.
+    assert job.state == SAVING and io.calls[-1] == f"complete {total}" and not job.finished.called
+    job.abort()  # too late: the version is complete
+    assert job.state == SAVING
+    io.saving.callback(None)
+    assert job.state == DONE and job.error == ""
     assert job.finished.called and job.progress()["progress"] == 100.0
+
+
+def test_a_failed_save_of_the_complete_version_is_reported() -> None:
+    job, io = start(1)
+    io.produce()
+    io.produce()  # end of input
+    io.ack_all()
+    assert job.state == SAVING
+    io.saving.errback(OSError(28, "No space left on device"))
+    assert job.state == DONE and "could not be recorded" in job.error and job.finished.called
 
 
 def test_refused_piece_fails_after_the_others_settle_and_discards() -> None:

@@ -6,11 +6,16 @@ import contextlib
 import json
 import os
 import stat
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_twisted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import DeferredList
+from twisted.python.failure import Failure
 
 from bitdust.storage.catalog import (
     Catalog,
@@ -25,6 +30,7 @@ from bitdust.storage.catalog import (
     scan_tree,
 )
 from bitdust.storage.catalog.localpath import ScanEntry, TreeScan, normalize_local_path
+from bitdust.util.fs import atomic_write
 
 V1 = "F20160313043757PM"
 V2 = "F20160315052257PM"
@@ -336,12 +342,46 @@ def test_save_survives_a_crash_before_rename(tmp_path: Path, monkeypatch: pytest
         raise OSError("simulated crash")
 
     monkeypatch.setattr("bitdust.util.fs.os.replace", crash)
-    with pytest.raises(OSError, match="simulated crash"):
-        catalog.save()
+    failures: list[Failure] = []
+    catalog.save().addErrback(failures.append)
+    assert failures and failures[0].check(OSError) and "simulated crash" in failures[0].getErrorMessage()
     monkeypatch.undo()
     assert store.path.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json"]  # no temp file left
     assert len(CatalogStore(tmp_path).load()) == 2
+
+
+@pytest_twisted.inlineCallbacks
+def test_store_with_a_reactor_writes_in_a_thread_and_ends_with_the_newest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The daemon's store: saves are written by a pool thread, one at a time; saves asked
+    for while one is written fold into one more write, and each caller's Deferred fires
+    once its change is on disk."""
+    from twisted.internet import reactor
+
+    store = CatalogStore(tmp_path, reactor=reactor)
+    catalog = store.load()
+    writers: list[str] = []
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        writers.append(threading.current_thread().name)
+        atomic_write(*args, **kwargs)
+
+    monkeypatch.setattr("bitdust.util.writer.atomic_write", spy)
+    saves = []
+    for name in ("b", "c", "d"):
+        catalog.add_path(file_(f"/a/{name}"))
+        saves.append(catalog.save())
+    yield DeferredList(saves, fireOnOneErrback=True)
+    assert len(writers) == 2 and threading.current_thread().name not in writers
+    assert CatalogStore(tmp_path).load().export_bytes() == catalog.export_bytes()
+    assert store.saved_revision == catalog.revision
+    replacement = Catalog()
+    replacement.add_path(file_("/x"))
+    store.bind(replacement)  # a recovered catalog takes the old one's place
+    assert catalog.saver is None
+    yield replacement.save()
+    assert CatalogStore(tmp_path).load().export_bytes() == replacement.export_bytes()
 
 
 @pytest.mark.parametrize("content", [

@@ -186,7 +186,7 @@ def test_service_loads_on_start_and_saves_on_stop(node: Any) -> Any:
     assert again.catalog.mirrored_item("/srv/a.txt") is not None
     replacement = Catalog()
     replacement.map_path(LocalPath("/x", ItemType.FILE, 1))
-    again.replace_catalog(replacement)
+    yield again.replace_catalog(replacement)
     assert CatalogStore(node.home.catalog).load().export_bytes() == replacement.export_bytes()
 
 

@@ -123,7 +123,7 @@ class RealJobIO:
         version_key = VersionKey.create(key.public_key())
         _path_id, version = split_backup_id(backup_id)
         parts.catalog.add_version(path_id, version, ecc.name, version_key.wrapped)
-        parts.catalog.save()
+        yield parts.catalog.save()
         block_size = parts.block_size()
         # One thread of the job's own seals and erasure-codes block i while the worker's
         # thread reads and compresses block i+1 (see BackupEncoder); shut down with the job.
@@ -160,10 +160,10 @@ class RealJobIO:
         if sealer is not None:
             sealer.shutdown(wait=False, cancel_futures=True)
 
-    def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> None:
+    def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> Deferred[None]:
         self._close_sealer()
         self.parts.catalog.mark_complete(backup_id, blocks=blocks, size=size, source_size=source_size)
-        self.parts.catalog.save()
+        return self.parts.catalog.save()
 
     @inlineCallbacks
     def discard(self, backup_id: str) -> Any:
@@ -173,7 +173,7 @@ class RealJobIO:
         self._close_sealer()
         try:
             self.parts.catalog.drop_version(backup_id)
-            self.parts.catalog.save()
+            yield self.parts.catalog.save()
         except CatalogError as exc:
             log.debug("%s was not in the catalog: %s", backup_id, exc)
         yield delete_remote(self.parts, [backup_id])

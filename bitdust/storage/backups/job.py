@@ -8,7 +8,8 @@ and ``N + i`` of every block go to the supplier at position ``i`` as
 ``<block>-<i>-Data`` and ``<block>-<i>-Parity``.
 
 The version is recorded ``in progress`` when the job starts and becomes complete only
-when the encoder reached the end and every piece was acknowledged. A piece refused or
+when the encoder reached the end and every piece was acknowledged; the job is DONE once
+that is saved (SAVING meanwhile: the save runs in a thread). A piece refused or
 unanswered (after data motion's retries) fails the job; an abort stops it. Both end
 the same way: no new block is read, the pieces already handed to data motion (at most
 the window) are waited for, then the version is deleted from every supplier
@@ -25,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -45,6 +46,7 @@ waited for the slowest supplier's Ack of block i before block i+2 could even be 
 WAITING = "WAITING"
 STARTING = "STARTING"
 RUNNING = "RUNNING"
+SAVING = "SAVING"
 CLEANUP = "CLEANUP"
 DONE = "DONE"
 FAILED = "FAILED"
@@ -76,7 +78,8 @@ class JobIO(Protocol):
 
     def send(self, position: int, piece_id: str, data: bytes) -> Deferred[None]: ...
 
-    def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> None: ...
+    def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> Deferred[None]:
+        """Mark the version complete in the catalog; fires once that is saved."""
 
     def discard(self, backup_id: str) -> Deferred[None]:
         """Close the encoder, delete the version's pieces everywhere, drop it from the catalog."""
@@ -94,10 +97,11 @@ class BackupJob(Automat):
         (STARTING, "failed"): [Transition(CLEANUP, ("remember_error", "cleanup"))],
         (STARTING, "abort"): [Transition(STARTING, ("remember_abort",))],
         (RUNNING, "block"): [Transition(RUNNING, ("send_block", "pump"))],
-        (RUNNING, "eof"): [Transition(DONE, ("note_eof", "complete", "finish"), guard="all_acked"),
+        (RUNNING, "eof"): [Transition(SAVING, ("note_eof", "complete"), guard="all_acked"),
                            Transition(RUNNING, ("note_eof",))],
-        (RUNNING, "acked"): [Transition(DONE, ("count_ack", "complete", "finish"), guard="last_ack"),
+        (RUNNING, "acked"): [Transition(SAVING, ("count_ack", "complete"), guard="last_ack"),
                              Transition(RUNNING, ("count_ack", "pump"))],
+        (SAVING, "saved"): [Transition(DONE, ("finish",))],
         (RUNNING, "piece-failed"): [Transition(CLEANUP, ("count_failure", "remember_error", "settle"))],
         (RUNNING, "failed"): [Transition(CLEANUP, ("remember_error", "settle"))],
         (RUNNING, "abort"): [Transition(CLEANUP, ("remember_abort", "settle"))],
@@ -224,12 +228,18 @@ class BackupJob(Automat):
         self.outstanding -= 1
 
     def do_complete(self, *_args: Any) -> None:
+        """The job ends (``saved``) once the complete version is on disk, so whoever waits
+        for it may rely on the catalog file; an abort that comes meanwhile is too late."""
         crashpoint("backup.before_complete")
         try:
-            self.io.complete(self.backup_id, self.blocks, self.sent_bytes, self.io.bytes_read())
+            saving = self.io.complete(self.backup_id, self.blocks, self.sent_bytes, self.io.bytes_read())
         except Exception as exc:
-            log.error("%s: could not record the complete version: %s", self.backup_id, exc)
-            self.error = f"the version could not be recorded: {exc}"
+            saving = fail(exc)
+        saving.addErrback(self._not_recorded).addCallback(lambda _: self.event("saved"))
+
+    def _not_recorded(self, failure: Failure) -> None:
+        log.error("%s: could not record the complete version: %s", self.backup_id, failure.getErrorMessage())
+        self.error = f"the version could not be recorded: {failure.getErrorMessage()}"
 
     def do_remember_error(self, reason: str) -> None:
         if not self.error:

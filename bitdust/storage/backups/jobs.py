@@ -148,8 +148,8 @@ class BackupJobs:
         gone = [where for v in old for where in v.storage_ids(path_id)]  # re-encoded generations too
         for version in old:
             parts.catalog.remove_version(make_backup_id(path_id, version.version))
-        parts.catalog.save()
-        delete_remote(parts, gone).addErrback(
+        # pieces are deleted only once the catalog no longer lists them: never the other way
+        parts.catalog.save().addCallback(lambda _: delete_remote(parts, gone)).addErrback(
             lambda f: log.info("older versions %s: %s (backup_monitor retries)", gone, f.getErrorMessage()))
 
     def close(self) -> list[Deferred[str]]:

@@ -123,7 +123,7 @@ class BackupMonitor(Automat):
         for backup_id in stale:
             catalog.drop_version(backup_id)
         if stale:
-            catalog.save()
+            yield catalog.save()
             report["stale"] = len(stale)
         # every generation of a version (re-encoded ones live elsewhere: ids.storage_id) is
         # known; retired ones are the re-encoder's to delete once no restore reads them

@@ -132,7 +132,7 @@ class CatalogRecovery:
                         "suppliers (%d items) is not used", len(catalog))
             self._finish("SKIPPED")
             return
-        self.service.replace_catalog(catalog)
+        yield self.service.replace_catalog(catalog)
         log.info("catalog recovery: %d items recovered from the suppliers", len(catalog))
         self._finish("DONE")
 

@@ -16,6 +16,8 @@ from bitdust.storage.catalog.model import CatalogError, CatalogItem, CatalogVers
 from bitdust.storage.ids import IdError, parse_path_id, split_backup_id
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
     from bitdust.storage.catalog.tree import Catalog
 
 MAX_ITEMS = 2_000_000
@@ -27,7 +29,7 @@ class CatalogIndex:
         self.max_items = max_items
         self.revision = 0
         self.next_top = 0
-        self.saver: Callable[[Catalog], None] | None = None
+        self.saver: Callable[[Catalog], Deferred[None]] | None = None
         self._top: dict[int, CatalogItem] = {}
         self._by_id: dict[str, CatalogItem] = {}
         self._by_local: dict[str, set[str]] = {}

@@ -21,6 +21,8 @@ itself never touches the disk. It is not thread-safe: use it from the reactor th
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+
 from bitdust.storage.catalog.index import MAX_ITEMS, CatalogIndex
 from bitdust.storage.catalog.localpath import LocalPath, TreeScan, path_parts
 from bitdust.storage.catalog.model import (
@@ -267,10 +269,12 @@ class Catalog(CatalogIndex):
 
         return import_bytes(data, max_items)
 
-    def save(self) -> None:
-        """Persist through :attr:`saver` (set by the store that loaded this catalog)."""
-        if self.saver is not None:
-            self.saver(self)
+    def save(self) -> Deferred[None]:
+        """Persist through :attr:`saver` (set by the store that loaded this catalog); fires
+        once this state is on disk. Callers whose next step needs it durable wait."""
+        if self.saver is None:
+            return succeed(None)
+        return maybeDeferred(self.saver, self)
 
     # -- mirroring ----------------------------------------------------------------------
 

@@ -202,7 +202,7 @@ class Reencoder:
             catalog.abandon_reencode(backup_id)
             log.info("reencoder: %s: re-encoding abandoned, %s is the map now", backup_id, target)
         if stale:
-            catalog.save()
+            yield catalog.save()
         complete = yield self._delete_retired(catalog)
         for step in versions_to_reencode(catalog, target):
             if self._stopped or self.env.catalog() is not catalog or suppliers.ecc_map != target:
@@ -248,7 +248,7 @@ class Reencoder:
                 catalog.forget_retired(backup_id, old.generation)
             except CatalogError:
                 continue  # deleted meanwhile
-            catalog.save()
+            yield catalog.save()
             log.info("reencoder: %s: old pieces (%s, %s) deleted from %d suppliers", backup_id, old.ecc, where,
                      len(positions))
         postponed = any(backup_id in busy for backup_id, _old in retired_work(catalog, set()))
@@ -261,7 +261,7 @@ class Reencoder:
             item, version = catalog.version(step.backup_id)
             if version.reencode is None:
                 catalog.begin_reencode(step.backup_id, step.target)
-                catalog.save()
+                yield catalog.save()
         except CatalogError as exc:  # deleted meanwhile, or no longer needs it
             log.info("reencoder: %s skipped: %s", step.backup_id, exc)
             return True
@@ -298,7 +298,7 @@ class Reencoder:
                 catalog.reencode_progress(step.backup_id, new_done)
                 if new_done >= version.blocks or self.clock.seconds() - self._last_save >= SAVE_SECONDS:
                     self._last_save = self.clock.seconds()
-                    catalog.save()
+                    yield catalog.save()
             done = new_done
             failed = [r for ok, r in results if not ok]
             if failed:
@@ -307,7 +307,7 @@ class Reencoder:
         if item.versions.get(version.version) is not version or not may_switch(version):
             return False
         old = catalog.switch_reencoded(step.backup_id)
-        catalog.save()
+        yield catalog.save()
         self.switched += 1
         log.info("reencoder: %s switched to %s (%d blocks, every piece acknowledged); old %s pieces retired",
                  step.backup_id, version.ecc, version.blocks, old.ecc)

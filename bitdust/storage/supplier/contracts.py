@@ -1,7 +1,7 @@
 """Who our customers are and what each was granted, kept in ``<home>/supplier/contracts.json``.
 
 One small JSON file for all contracts: it changes when a customer is accepted, changes
-its request, or leaves, and (coalesced, see :class:`CoalescingWriter`) when contact
+its request, or leaves, and (coalesced, see :class:`~bitdust.util.writer.CoalescingWriter`) when contact
 times move. Every write is atomic (temp, fsync, rename) and runs in the thread pool.
 ``used`` is saved too, for people reading the file, but the truth about used bytes is
 the disk: the store recomputes it from the customer folders at every start, which heals
@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.failure import Failure
-
 from bitdust.storage.market import customer_folder_name
-from bitdust.util.fs import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -96,47 +90,3 @@ class ContractBook:
             if contract.idurl != idurl:
                 raise ContractsFileError(f"{path}: contract under {idurl} names {contract.idurl}")
         return cls(contracts, former[-MAX_FORMER:])
-
-
-class CoalescingWriter:
-    """Writes ``snapshot()`` to ``path`` in the thread pool, one write at a time.
-
-    A save asked for while a write runs is folded into one more write after it, so the
-    file always ends with the newest state and the number of writes stays bounded no
-    matter how often callers ask. :meth:`save` fires once a write that started after
-    the call (so it includes the caller's change) is on disk.
-    """
-
-    def __init__(self, reactor: Any, path: Path, snapshot: Callable[[], bytes]) -> None:
-        self._reactor = reactor
-        self._path = path
-        self._snapshot = snapshot
-        self._writing = False
-        self._next: list[Deferred[None]] = []
-
-    def save(self) -> Deferred[None]:
-        waiter: Deferred[None] = Deferred()
-        self._next.append(waiter)
-        if not self._writing:
-            self._write_round()
-        return waiter
-
-    def _write_round(self) -> None:
-        waiters, self._next = self._next, []
-        self._writing = True
-        data = self._snapshot()
-        pool = self._reactor.getThreadPool()
-        writing = deferToThreadPool(self._reactor, pool, atomic_write, self._path, data, 0o600)
-        writing.addBoth(self._written, waiters)
-
-    def _written(self, result: Failure | None, waiters: list[Deferred[None]]) -> None:
-        self._writing = False
-        if isinstance(result, Failure):
-            log.error("%s not saved: %s", self._path, result.getErrorMessage())
-        for waiter in waiters:
-            if isinstance(result, Failure):
-                waiter.errback(result)
-            else:
-                waiter.callback(None)
-        if self._next:
-            self._write_round()

@@ -33,8 +33,9 @@ from twisted.python.failure import Failure
 from bitdust.storage import ids
 from bitdust.storage.market import ServiceOffer, ServiceRequest, customer_folder_name
 from bitdust.storage.supplier import disk
-from bitdust.storage.supplier.contracts import CoalescingWriter, Contract, ContractBook
+from bitdust.storage.supplier.contracts import Contract, ContractBook
 from bitdust.util.units import format_size
+from bitdust.util.writer import CoalescingWriter
 
 log = logging.getLogger(__name__)
 
