@@ -51,7 +51,7 @@ class _Outgoing:
                  retries: int, record: PacketRecord) -> None:
         self.packet = packet
         self.frame = frame
-        self.size = len(frame) - FRAME_HEADER_SIZE
+        self.size = record.size
         """The packet's bytes, as stats count them (the frame's length header is not)."""
         self.remote = remote
         self.wait_ack = wait_ack

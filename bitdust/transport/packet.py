@@ -292,7 +292,7 @@ class Packet:
         """
         if len(data) > max_size:
             raise PacketError(f"packet of {len(data)} bytes exceeds the limit of {max_size}")
-        reader = _Reader(data.parts if isinstance(data, Chunks) else [memoryview(data)])
+        reader = _Reader.over(data)
         if reader.take(len(MAGIC), "magic") != MAGIC:
             raise PacketError("bad magic: not a BitDust packet (or an unsupported version)")
         command = _to_command(reader.text("Command"))
@@ -338,6 +338,10 @@ class _Reader:
         self._parts = parts
         self._size = sum(len(part) for part in parts)
         self._pos = 0
+
+    @classmethod
+    def over(cls, data: Buffer | Chunks) -> _Reader:
+        return cls(data.parts if isinstance(data, Chunks) else [memoryview(data)])
 
     @property
     def remaining(self) -> int:
@@ -386,7 +390,7 @@ class _Reader:
 def has_magic(data: Buffer | Chunks) -> bool:
     """True if ``data`` starts like a packet of this format: the cheap test that keeps
     junk from costing a hop to a thread before :meth:`Packet.parse` refuses it."""
-    reader = _Reader(data.parts if isinstance(data, Chunks) else [memoryview(data)])
+    reader = _Reader.over(data)
     return reader.remaining >= len(MAGIC) and reader.take(len(MAGIC), "magic") == MAGIC
 
 

@@ -37,10 +37,6 @@ class CoalescingWriter:
         self._writing = False
         self._next: list[Deferred[None]] = []
 
-    @property
-    def idle(self) -> bool:
-        return not self._writing and not self._next
-
     def save(self) -> Deferred[None]:
         waiter: Deferred[None] = Deferred()
         self._next.append(waiter)
