@@ -17,6 +17,11 @@ Prints figures, judges nothing:
   shows. The clients run on uvloop with a minimal HTTP parser: on a 2-core machine a
   heavier client would take CPU from the daemon and measure itself.
 
+Next to it, the machine's own limit: the same load on a bare ``twisted.web`` resource
+answering a constant JSON body, on the same reactor and loop as the daemon, in a
+process of its own (``--bare-web PORT`` runs that server). Its rounds alternate with
+the daemon's, so both see the same moments of a noisy machine.
+
 The load average is printed with the figures: other processes on the machine change
 them a lot. Targets (issue 2): start-up under 1.5 s; p99 under 20 ms.
 Run: ``python bench/api.py [--calls 2000] [--clients 50] [--starts 5] [--rounds 3]``.
@@ -31,6 +36,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -162,7 +168,64 @@ def start_line(label: str, walls: list[float], cpus: list[float]) -> str:
             f"over {len(walls)} starts; daemon CPU by then median {statistics.median(cpus):.3f} s")
 
 
+BARE_ANSWER = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {
+    "status": "OK", "result": [{"key": "logs/debug-level", "type": "integer", "value": 10}]}}).encode()
+
+
+def run_bare_web(port: int) -> None:
+    """The limit: twisted.web with nothing of BitDust, answering every POST at once."""
+    from twisted.web import resource, server
+
+    from bitdust.daemon import install_asyncio_reactor
+
+    install_asyncio_reactor()
+    from twisted.internet import reactor
+
+    class Constant(resource.Resource):
+        isLeaf = True
+
+        def render_POST(self, request: server.Request) -> bytes:
+            request.setHeader(b"content-type", b"application/json")
+            return BARE_ANSWER
+
+    reactor.listenTCP(port, server.Site(Constant()), interface="127.0.0.1")  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def start_bare_web() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--bare-web", str(port)])
+    for _ in range(200):  # bounded: 20 s
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process, port
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the bare twisted.web server did not start")
+
+
+def load_round(port: int, secret: str, calls: int, clients: int,
+               server: psutil.Process) -> tuple[list[float], list[float], float, float]:
+    cpu_before = sum(server.cpu_times()[:2])
+    latencies, first_calls, wall = uvloop.run(load(port, secret, calls, clients))
+    cpu_per_call = (sum(server.cpu_times()[:2]) - cpu_before) / (len(latencies) + len(first_calls))
+    return sorted(latencies), first_calls, wall, cpu_per_call
+
+
+def round_line(label: str, latencies: list[float], first_calls: list[float], wall: float, cpu_per_call: float) -> str:
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    rate = (len(latencies) + len(first_calls)) / wall
+    return (f"  {label}: median {statistics.median(latencies) * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, "
+            f"{rate:.0f} calls/s, server CPU per call {cpu_per_call * 1000:.3f} ms")
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--bare-web":
+        run_bare_web(int(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=50)
@@ -189,12 +252,15 @@ def main() -> None:
             port = int(client.url.rsplit(":", 1)[1].strip("/"))
             assert client.secret is not None
             daemon = psutil.Process(pid)
-            rounds = []
-            for _ in range(args.rounds):
-                cpu_before = sum(daemon.cpu_times()[:2])
-                latencies, first_calls, wall = uvloop.run(load(port, client.secret, args.calls, args.clients))
-                cpu_per_call = (sum(daemon.cpu_times()[:2]) - cpu_before) / (len(latencies) + len(first_calls))
-                rounds.append((sorted(latencies), first_calls, wall, cpu_per_call))
+            bare, bare_port = start_bare_web()
+            try:
+                rounds = []
+                for _ in range(args.rounds):
+                    rounds.append((load_round(port, client.secret, args.calls, args.clients, daemon),
+                                   load_round(bare_port, "", args.calls, args.clients, psutil.Process(bare.pid))))
+            finally:
+                bare.terminate()
+                bare.wait(timeout=30)
             rss = daemon.memory_info().rss
         finally:
             subprocess.run([sys.executable, "-m", "bitdust", "--home", str(home), "stop"],
@@ -211,12 +277,13 @@ def main() -> None:
     print(start_line("with bytecode (a compiled copy)", *compiled))
     print(f"config_get: {args.clients} concurrent clients, {args.calls} calls per round after one warm-up call "
           f"per client (target p99 < 20 ms):")
-    for number, (latencies, first_calls, wall, cpu_per_call) in enumerate(rounds, 1):
-        p99 = latencies[int(len(latencies) * 0.99) - 1]
-        rate = (len(latencies) + len(first_calls)) / wall
-        print(f"  round {number}: median {statistics.median(latencies) * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, "
-              f"{rate:.0f} calls/s, daemon CPU per call {cpu_per_call * 1000:.3f} ms; "
-              f"first call (connect burst) median {statistics.median(first_calls) * 1000:.1f} ms")
+    for number, (ours, limit) in enumerate(rounds, 1):
+        print(round_line(f"round {number}, daemon", *ours)
+              + f"; first call (connect burst) median {statistics.median(ours[1]) * 1000:.1f} ms")
+        print(round_line(f"round {number}, bare twisted.web (the limit)", *limit))
+    p99s = sorted(ours[0][int(len(ours[0]) * 0.99) - 1] for ours, _ in rounds)
+    print(f"  daemon p99 over the rounds: median {statistics.median(p99s) * 1000:.2f} ms, "
+          f"worst {p99s[-1] * 1000:.2f} ms")
     print(f"  ({args.clients} in flight / calls per s is the queueing floor of the median, Little's law)")
     print(f"daemon RSS after the runs: {rss / 1024 / 1024:.1f} MB")
 

@@ -31,7 +31,7 @@ from twisted.internet.posixbase import PosixReactorBase
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 from txjsonrpc_ng import jsonrpclib
-from txjsonrpc_ng.web.jsonrpc import JSONRPC
+from txjsonrpc_ng.web.jsonrpc import JSONRPC, Handler
 
 from bitdust.api.gui_access import CSRF_HEADER, GuiAccess
 from bitdust.api.gui_web import GuiResource
@@ -177,6 +177,18 @@ class JsonRpcResource(JSONRPC):
     def _finish(self, request: server.Request, result: Any, request_id: Any, version: int) -> Any:
         self._cbRender(result, request, request_id, version)
         return server.NOT_DONE_YET
+
+    def _cbRender(self, result: Any, request: server.Request, id: Any, version: int) -> Any:
+        """txjsonrpc-ng's, without its per-answer renderer objects and gzip: the API
+        answers on loopback, where compressing costs CPU and saves no time."""
+        if isinstance(result, Handler):
+            result = result.result
+        if result is not None:
+            body = self._render_text(result, id, version, request).encode()
+            request.setHeader(b"content-length", b"%d" % len(body))
+            request.write(body)
+        request.finish()
+        return result
 
     def _authorized(self, request: server.Request) -> bool:
         header = request.getHeader(b"authorization") or b""
