@@ -10,7 +10,12 @@
   sender, verified by the receiver, Acked (signed and verified too), ``--window`` in
   flight; the figure includes signing, so it is what a sender of pieces would see;
 - round trips: 100-byte ``Data`` packets sent one at a time, each waiting for its Ack;
-- quic: the same 1 MB packets with TCP switched off (the fallback path).
+- quic: the same 1 MB packets with TCP switched off (the fallback path);
+- two processes: the raw and signed TCP runs again with the receiver (a raw sink, and
+  bob) in a process of its own, as two nodes run when deployed: each side has its own
+  reactor and GIL. The in-process figures above make both nodes share one thread, so
+  they charge the signed path twice against a raw socket whose work is in the kernel.
+  Both processes' CPU per MB is printed (``--peer DIR`` runs the receiving side).
 
 Packets are signed with each node's Ed25519 packet key (the RSA identity key only signs
 the identity documents), so ``BENCH_FAST_KEYS=1`` (RSA-2048 instead of 3072) now only
@@ -97,6 +102,61 @@ class _Source(Protocol):
         self.chunks = 0
 
 
+class _CountingSink(Protocol):
+    """The receiving end in another process: the first 8 bytes say how many follow;
+    once they are all in, one byte goes back so the sender can stop its clock."""
+
+    def __init__(self) -> None:
+        self.header, self.left = b"", -1
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.left < 0:
+            self.header += data
+            if len(self.header) < 8:
+                return
+            self.left = int.from_bytes(self.header[:8], "big")
+            data, self.header = self.header[8:], b""
+        self.left -= len(data)
+        if self.left <= 0:
+            self.transport.write(b"k")  # type: ignore[union-attr]
+
+
+class _Finished(Protocol):
+    def __init__(self, done: Deferred[float]) -> None:
+        self.done = done
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.done.called:
+            self.done.callback(time.perf_counter())
+
+
+class _HeadedSource(_Source):
+    def __init__(self, chunks: int, done: Deferred[float]) -> None:
+        super().__init__(chunks)
+        self.done = done
+
+    def connectionMade(self) -> None:
+        self.transport.write((self.chunks * MB).to_bytes(8, "big"))  # type: ignore[union-attr]
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.done.called:
+            self.done.callback(time.perf_counter())
+
+
+@inlineCallbacks
+def raw_throughput_to(port: int, mb: int) -> Any:
+    """A raw socket to the sink of another process; MB/s."""
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    done: Deferred[float] = Deferred()
+    started = time.perf_counter()
+    client = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), _HeadedSource(mb, done))
+    finished = yield done
+    client.transport.loseConnection()
+    return mb / (finished - started)
+
+
 @inlineCallbacks
 def raw_throughput(mb: int) -> Any:
     done: Deferred[float] = Deferred()
@@ -115,37 +175,124 @@ def raw_throughput(mb: int) -> Any:
 # -- nodes -----------------------------------------------------------------------------
 
 @inlineCallbacks
-def start_pair(root: Path, tcp: bool) -> Any:
-    nodes = []
-    for name in ("alice", "bob"):
-        home = root / f"{name}-{'tcp' if tcp else 'quic'}"
-        config = Config(home / "config")
-        config.set("interface/api/json-rpc-port", free_port(socket.SOCK_STREAM))
-        config.set("services/tcp-connections/tcp-port", free_port(socket.SOCK_STREAM))
-        config.set("services/udp-transport/udp-port", free_port(socket.SOCK_DGRAM))
-        for switch in ("tcp-connections", "tcp-transport"):
-            config.set(f"services/{switch}/enabled", tcp)
-        (home / "metadata").mkdir(parents=True, exist_ok=True, mode=0o700)
-        PrivateKey.generate(2048 if os.environ.get("BENCH_FAST_KEYS") else 3072).save(home / "metadata/mykeyfile")
-        node = Node(home, reactor=reactor, services=SERVICES)
-        yield node.start()
-        contacts = (make_contact("tcp", "127.0.0.1", config.get("services/tcp-connections/tcp-port")),
-                    make_contact("udp", "127.0.0.1", config.get("services/udp-transport/udp-port")))
-        assert node.key is not None and node.packet_key is not None
-        node.my_identity = Identity.create(node.key, [make_idurl("127.0.0.1", 1, name)], contacts,
-                                           packet_key=node.packet_key)
-        nodes.append(node)
-    for node in nodes:
-        for other in nodes:
-            node.identity_cache.add(other.my_identity)
-    bob_gateway = running_gateway(nodes[1])
-    bob_gateway.add_handler(Command.Data, bob_gateway.ack)
-    return nodes
+def start_node(root: Path, name: str, tcp: bool) -> Any:
+    home = root / f"{name}-{'tcp' if tcp else 'quic'}"
+    config = Config(home / "config")
+    config.set("interface/api/json-rpc-port", free_port(socket.SOCK_STREAM))
+    config.set("services/tcp-connections/tcp-port", free_port(socket.SOCK_STREAM))
+    config.set("services/udp-transport/udp-port", free_port(socket.SOCK_DGRAM))
+    for switch in ("tcp-connections", "tcp-transport"):
+        config.set(f"services/{switch}/enabled", tcp)
+    (home / "metadata").mkdir(parents=True, exist_ok=True, mode=0o700)
+    PrivateKey.generate(2048 if os.environ.get("BENCH_FAST_KEYS") else 3072).save(home / "metadata/mykeyfile")
+    node = Node(home, reactor=reactor, services=SERVICES)
+    yield node.start()
+    contacts = (make_contact("tcp", "127.0.0.1", config.get("services/tcp-connections/tcp-port")),
+                make_contact("udp", "127.0.0.1", config.get("services/udp-transport/udp-port")))
+    assert node.key is not None and node.packet_key is not None
+    node.my_identity = Identity.create(node.key, [make_idurl("127.0.0.1", 1, name)], contacts,
+                                       packet_key=node.packet_key)
+    node.identity_cache.add(node.my_identity)
+    return node
+
+
+def acks_data(node: Node) -> None:
+    gateway = running_gateway(node)
+    gateway.add_handler(Command.Data, gateway.ack)
 
 
 @inlineCallbacks
-def packet_throughput(alice: Node, bob: Node, count: int, window: int, size: int) -> Any:
-    gateway, target = running_gateway(alice), bob.my_identity.idurl  # type: ignore[union-attr]
+def start_pair(root: Path, tcp: bool) -> Any:
+    alice = yield start_node(root, "alice", tcp)
+    bob = yield start_node(root, "bob", tcp)
+    alice.identity_cache.add(bob.my_identity)
+    bob.identity_cache.add(alice.my_identity)
+    acks_data(bob)
+    return alice, bob
+
+
+# -- two processes ---------------------------------------------------------------------
+
+@inlineCallbacks
+def wait_for_file(path: Path, seconds: float = 120) -> Any:
+    """Bounded poll for a file the other process writes (whole, by rename)."""
+    for _ in range(int(seconds * 20)):
+        if path.exists():
+            return path.read_bytes()
+        yield task.deferLater(reactor, 0.05, lambda: None)
+    raise TimeoutError(f"{path} did not appear in {seconds} s")
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    path.with_suffix(".tmp").write_bytes(data)
+    path.with_suffix(".tmp").rename(path)
+
+
+@inlineCallbacks
+def run_peer(folder: Path) -> Any:
+    """The receiving side of the two-process runs: bob, who acks Data, and a raw sink."""
+    bob = yield start_node(folder, "bob", True)
+    acks_data(bob)
+    sink = reactor.listenTCP(0, Factory.forProtocol(_CountingSink), interface="127.0.0.1")
+    write_whole(folder / "bob.xml", bob.my_identity.to_xml())
+    write_whole(folder / "sink.port", str(sink.getHost().port).encode())
+    alice = yield wait_for_file(folder / "alice.xml")
+    bob.identity_cache.add(Identity.from_xml(alice))
+    write_whole(folder / "peer.ready", b"")
+    stopped: Deferred[None] = Deferred()
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: None if stopped.called else stopped.callback(None))
+    yield stopped
+
+
+@inlineCallbacks
+def run_two_processes(root: Path, args: argparse.Namespace) -> Any:
+    import subprocess
+
+    import psutil
+
+    folder = root / "two-processes"
+    folder.mkdir()
+    peer = subprocess.Popen([sys.executable, __file__, "--peer", str(folder)])
+    try:
+        bob_xml = yield wait_for_file(folder / "bob.xml")
+        sink_port = int((yield wait_for_file(folder / "sink.port")))
+        alice = yield start_node(folder, "alice", True)
+        bob = Identity.from_xml(bob_xml)
+        alice.identity_cache.add(bob)
+        write_whole(folder / "alice.xml", alice.my_identity.to_xml())
+        yield wait_for_file(folder / "peer.ready")
+        yield packet_throughput(alice, bob.idurl, 8, args.window, MB)  # warm-up
+        other = psutil.Process(peer.pid)
+        ratios = []
+        for _ in range(args.repeat):
+            figures = []
+            for label, measure in (("raw twisted tcp socket  ", lambda: raw_throughput_to(sink_port, args.mb)),
+                                   ("signed 1 MB Data packets", lambda: packet_throughput(
+                                       alice, bob.idurl, args.mb, args.window, MB))):
+                mine, theirs = time.process_time(), sum(other.cpu_times()[:2])
+                result = yield measure()
+                rate = result if label.startswith("raw") else args.mb / result
+                mine = (time.process_time() - mine) * 1000 / args.mb
+                theirs = (sum(other.cpu_times()[:2]) - theirs) * 1000 / args.mb
+                figures.append(rate)
+                print(f"  {label}: {rate:8.1f} MB/s  (CPU per MB: sender {mine:.2f} ms, receiver {theirs:.2f} ms)")
+            ratios.append(figures[1] / figures[0])
+            print(f"  = {figures[1] / figures[0] * 100:.0f}% of raw")
+        print(f"two processes, signed vs raw, median of {args.repeat}: {statistics.median(ratios) * 100:.0f}%  "
+              f"(target >= 50%)")
+        yield alice.stop()
+    finally:
+        peer.terminate()
+        try:
+            peer.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            peer.kill()
+            peer.wait()
+
+
+@inlineCallbacks
+def packet_throughput(alice: Node, target: str, count: int, window: int, size: int) -> Any:
+    gateway = running_gateway(alice)
     payload = os.urandom(size)
     sent = iter(range(count))
 
@@ -166,14 +313,14 @@ def run(args: argparse.Namespace) -> Any:
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="bitdust-bench-transport-") as tmp:
         alice, bob = yield start_pair(Path(tmp), tcp=True)
-        yield packet_throughput(alice, bob, 8, args.window, MB)  # warm-up: connections, caches
+        yield packet_throughput(alice, bob.my_identity.idurl, 8, args.window, MB)  # warm-up: connections, caches
         ratios = []
         for _ in range(args.repeat):  # alternated, so both see the machine in the same mood
             cpu = time.thread_time()
             raw = yield raw_throughput(args.mb)
             raw_cpu = (time.thread_time() - cpu) * 1000 / args.mb
             cpu = time.thread_time()
-            took = yield packet_throughput(alice, bob, args.mb, args.window, MB)
+            took = yield packet_throughput(alice, bob.my_identity.idurl, args.mb, args.window, MB)
             signed, signed_cpu = args.mb / took, (time.thread_time() - cpu) * 1000 / args.mb
             ratios.append(signed / raw)
             print(f"raw twisted tcp socket   : {raw:8.1f} MB/s  ({args.mb} x 1 MB; reactor thread "
@@ -182,22 +329,24 @@ def run(args: argparse.Namespace) -> Any:
                   f"signed+verified+acked; reactor thread {signed_cpu:.2f} ms CPU per MB) "
                   f"= {signed / raw * 100:.0f}% of raw")
         print(f"signed vs raw, median of {args.repeat}: {statistics.median(ratios) * 100:.0f}%  (target >= 50%)")
-        took = yield packet_throughput(alice, bob, args.rtt, 1, 100)
+        took = yield packet_throughput(alice, bob.my_identity.idurl, args.rtt, 1, 100)
         print(f"small packet round trips : {args.rtt / took:8.0f} /s  (100-byte Data -> Ack, one at a time, "
               f"{took / args.rtt * 1000:.2f} ms each)")
-        took = yield packet_throughput(alice, bob, args.rtt, 32, 100)
+        took = yield packet_throughput(alice, bob.my_identity.idurl, args.rtt, 32, 100)
         print(f"small packets, 32 in flight: {args.rtt / took:6.0f} /s")
         yield alice.stop()
         yield bob.stop()
         alice, bob = yield start_pair(Path(tmp), tcp=False)
-        yield packet_throughput(alice, bob, 2, args.window, MB)
-        took = yield packet_throughput(alice, bob, args.quic_mb, args.window, MB)
+        yield packet_throughput(alice, bob.my_identity.idurl, 2, args.window, MB)
+        took = yield packet_throughput(alice, bob.my_identity.idurl, args.quic_mb, args.window, MB)
         print(f"quic (udp) 1 MB packets  : {args.quic_mb / took:8.1f} MB/s  ({args.quic_mb} packets, "
               f"window {args.window}, TCP off)")
-        took = yield packet_throughput(alice, bob, min(args.rtt, 500), 1, 100)
+        took = yield packet_throughput(alice, bob.my_identity.idurl, min(args.rtt, 500), 1, 100)
         print(f"quic small round trips   : {min(args.rtt, 500) / took:8.0f} /s")
         yield alice.stop()
         yield bob.stop()
+        print("two processes (the receiver in a process of its own, as deployed):")
+        yield run_two_processes(Path(tmp), args)
 
 
 def main() -> None:
@@ -207,7 +356,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="raw and signed runs, alternated")
     parser.add_argument("--rtt", type=int, default=2000, help="small packets for the round-trip figure")
     parser.add_argument("--quic-mb", type=int, default=32, help="MB moved over QUIC")
+    parser.add_argument("--peer", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peer is not None:
+        task.react(lambda _reactor: run_peer(args.peer))
+        return
     task.react(lambda _reactor: run(args))
 
 
