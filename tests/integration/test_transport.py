@@ -27,6 +27,7 @@ from bitdust.transport import gateway as gateway_module
 from bitdust.transport.fail import UNAVAILABLE, FailReason
 from bitdust.transport.outbox import GatewayTimeout
 from bitdust.transport.packet import Command, Packet, encode_frame, new_packet_id, now_ms
+from tests.integration.grid import wait_until
 from tests.integration.transport_net import (
     acking_handler,
     free_port,
@@ -222,7 +223,8 @@ def test_big_packets_are_parsed_in_a_thread_from_the_chunks_tcp_read(
         running: list[Node], make_home: Any, keys: list[PrivateKey], monkeypatch: pytest.MonkeyPatch) -> Any:
     """A 1 MB packet reaches the gateway as the chunks TCP read (never joined on the
     reactor), is parsed and hashed in a pool thread, verified and Acked; a 1 MB frame of
-    junk is dropped as garbage before any thread is asked to parse it."""
+    junk is dropped as garbage before any thread is asked to parse it; a 1 MB packet
+    with one byte changed is hashed the same way and dropped for its signature."""
     alice, bob = yield make_nodes(running, make_home, keys)
     got: list[Packet] = []
     gateway(bob).add_handler(Command.Data, acking_handler(gateway(bob), got))
@@ -244,6 +246,12 @@ def test_big_packets_are_parsed_in_a_thread_from_the_chunks_tcp_read(
     yield probe.closed
     assert gateway(bob).stats.as_api()["in"]["dropped"] == {"garbage": 1}
     assert len(parsed_in) == 1
+    # hashed in the thread, its signature checked on the reactor: a changed byte is caught
+    tampered = dataclasses.replace(packet, packet_id=new_packet_id(), payload=b"X" + payload[1:])
+    yield tcp_of(alice).send("127.0.0.1", tcp_of(bob).port, tampered.frame())
+    yield wait_until(reactor, lambda: gateway(bob).stats.as_api()["in"]["dropped"].get("bad_signature") == 1,
+                     10, "the tampered packet dropped")
+    assert len(parsed_in) == 2 and len(got) == 1
 
 
 @pytest_twisted.inlineCallbacks
