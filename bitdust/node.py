@@ -28,6 +28,7 @@ from bitdust.identity.document import Identity
 from bitdust.p2p.relations import RelationshipPeers
 from bitdust.services import built_services
 from bitdust.services.driver import ServiceDriver, ServiceFactory
+from bitdust.util.cpu_pool import CpuPool
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class Node:
         self._my_identity: Identity | None = None
         self._identity_listeners: list[Callable[[Identity | None], None]] = []
         self.relationships = RelationshipPeers()
+        self.cpu_pool = CpuPool(self.reactor)
+        """Short CPU work of the packet path (hashing, framing); blocking I/O goes to the
+        reactor's own thread pool."""
         self.initializer = Initializer(self)
         self.shutdowner = Shutdowner(self)
         self.shutdowner.event("init")
@@ -104,7 +108,7 @@ class Node:
         """Run the shutdowner; fires when everything is stopped."""
         finished = self.shutdowner.when_state("FINISHED")
         self.shutdowner.event("stop")
-        return finished.addCallback(lambda _: None)
+        return finished.addCallback(lambda _: self.cpu_pool.stop())
 
     def request_exit(self, restart: bool = False) -> None:
         """Asked through the API (``stop()``/``restart()``); the daemon decides how."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.threads import deferToThreadPool
 
 from bitdust.services.customer import running_customer
 from bitdust.services.gateway import running_gateway
@@ -83,8 +82,7 @@ class DataMotionService(Service):
 
         if len(data) < THREAD_SIGN_BYTES:
             return maybeDeferred(make)
-        reactor = self.node.reactor
-        return deferToThreadPool(reactor, reactor.getThreadPool(), make)
+        return self.node.cpu_pool.run(make)
 
 
 def running_motion(node: Node, what: str) -> DataMotion:

@@ -36,7 +36,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferred, succeed
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from bitdust.identity.document import Identity, IdentityError
@@ -192,8 +191,7 @@ class Gateway:
                 return succeed(Packet.create(*args))
             except Exception as exc:
                 return fail(exc)
-        reactor = self.node.reactor
-        return deferToThreadPool(reactor, reactor.getThreadPool(), _create_framed, *args)
+        return self.node.cpu_pool.run(_create_framed, *args)
 
     def outbox(self, packet: Packet, remote_idurl: str | None = None, wait_ack: bool = True,
                timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> Deferred[Packet | None]:
@@ -263,9 +261,7 @@ class Gateway:
             elif not has_magic(data):
                 return self._drop("garbage", size, proto=proto)
             else:  # the payload's copy and its hash: a thread's work, not the reactor's
-                reactor = self.node.reactor
-                packet = yield deferToThreadPool(reactor, reactor.getThreadPool(), _parse_hashed, data,
-                                                 self.max_packet)
+                packet = yield self.node.cpu_pool.run(_parse_hashed, data, self.max_packet)
         except PacketError:
             return self._drop("garbage", size, proto=proto)
         if not self.running:
@@ -353,8 +349,7 @@ class Gateway:
             return succeed(False)
         if size < THREAD_VERIFY_BYTES or packet.hashed:
             return succeed(packet.verify(identity))
-        reactor = self.node.reactor
-        return deferToThreadPool(reactor, reactor.getThreadPool(), packet.verify, identity)
+        return self.node.cpu_pool.run(packet.verify, identity)
 
     def _resend_reply(self, reply: Packet, remote: str) -> None:
         self.outbox(reply, remote, wait_ack=False).addErrback(self._reply_failed, reply)
