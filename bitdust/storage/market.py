@@ -61,12 +61,15 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitdust.identity.idurl import is_idurl, parse_idurl
 from bitdust.storage.ecc import SUPPLIER_COUNTS
 from bitdust.storage.ids import IdError, parse_backup_id, parse_piece_id
-from bitdust.transport.fail import UNAVAILABLE, FailReason
+from bitdust.transport.fail import UNAVAILABLE, FailReason, fail_reason
+
+if TYPE_CHECKING:
+    from bitdust.transport.packet import Packet
 
 MAX_CONTROL_BYTES = 64 * 1024
 MAX_LIST_BYTES = 8 * 1024 * 1024
@@ -140,9 +143,18 @@ class ServiceOffer:
 
 
 def decode_failure(payload: bytes) -> FailReason:
-    """A supplier's Fail, or its CancelService notice. A code this market does not know
-    counts as ``bad-request``: the peer does not speak this protocol."""
-    failure = FailReason.decode(payload)
+    """A supplier's CancelService notice (its payload is a Fail's)."""
+    return _in_market_codes(FailReason.decode(payload))
+
+
+def refusal(reply: Packet | None) -> FailReason:
+    """What a supplier's answer that is not an Ack says."""
+    return _in_market_codes(fail_reason(reply))
+
+
+def _in_market_codes(failure: FailReason) -> FailReason:
+    """A code this market does not know counts as ``bad-request``: the peer does not
+    speak this protocol."""
     return failure if failure.code in FAIL_CODES else FailReason("bad-request", failure.reason)
 
 

@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.storage import market
 from bitdust.transport.fail import UNAVAILABLE, FailReason
+from bitdust.transport.packet import Command, Packet
 
 PIECE = "0/1/F20160313043757PM/3-2-Data"
 
@@ -68,6 +70,17 @@ def test_failure_is_lenient_with_text() -> None:
     # a code the market does not know is a peer that does not speak it
     assert market.decode_failure(FailReason("teapot", "short and stout").encode()).code == "bad-request"
     assert market.decode_failure(FailReason(UNAVAILABLE, "off").encode()).code == UNAVAILABLE
+
+
+def test_a_refusal_is_read_from_the_reply_in_market_codes() -> None:
+    key = PacketSigningKey.generate()
+
+    def fail(payload: bytes) -> Packet:
+        return Packet.create(Command.Fail, "http://s/a.xml", "http://s/a.xml", "1", payload, "http://s/b.xml", key)
+
+    assert market.refusal(fail(FailReason("no-space", "full").encode())) == FailReason("no-space", "full")
+    assert market.refusal(fail(FailReason("teapot", "short").encode())) == FailReason("bad-request", "short")
+    assert market.refusal(None) == FailReason("bad-request", "no reply")
 
 
 def test_customer_folder_name() -> None:

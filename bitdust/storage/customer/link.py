@@ -42,7 +42,7 @@ class MarketLink:
     def request_service(self, idurl: str, request: market.ServiceRequest) -> Generator[Any, Any, int]:
         reply = yield self._ask(Command.RequestService, request.encode(), idurl)
         if reply is None or reply.command is not Command.Ack:
-            raise Refused(market.decode_failure(reply.payload if reply is not None else b""))
+            raise Refused(market.refusal(reply))
         try:
             return market.ServiceOffer.decode(reply.payload).quota_bytes
         except market.ProtocolError:
@@ -100,7 +100,7 @@ class MarketLink:
         if pending is None or pending[0] != packet_id:
             return
         del self._lists[idurl]
-        failure = market.decode_failure(reply.payload if reply is not None else b"")
+        failure = market.refusal(reply)
         pending[1].errback(Refused(failure))
 
     def _list_failed(self, failure: Failure, idurl: str, packet_id: str) -> None:

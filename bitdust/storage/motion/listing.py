@@ -72,7 +72,7 @@ class FileLister:
         pending = self._pending.pop(key, None)
         if pending is None:
             return
-        refusal = market.decode_failure(reply.payload if reply is not None else b"")
+        refusal = market.refusal(reply)
         pending[0].errback(PieceRefused(refusal.code, f"ListFiles to {key[0]}: {refusal.reason}"))
 
     def _failed(self, failure: Failure, key: tuple[str, str]) -> Any:

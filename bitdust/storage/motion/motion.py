@@ -258,7 +258,7 @@ class DataMotion:
 
 def _check_ack(reply: Packet | None, what: str) -> None:
     if reply is None or reply.command is not Command.Ack:
-        refusal = market.decode_failure(reply.payload if reply is not None else b"")
+        refusal = market.refusal(reply)
         raise PieceRefused(refusal.code, f"{what}: {refusal.reason}")
 
 
