@@ -16,7 +16,8 @@ from typing import BinaryIO
 from bitdust.util.crashpoint import crashpoint
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644, point: str | None = None) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes | memoryview, mode: int = 0o644,
+                 point: str | None = None) -> None:
     """Write ``data`` to ``path`` via temp file + fsync + rename, with ``mode`` bits.
 
     ``point`` names this write's crash points for the crash tests
@@ -58,7 +59,7 @@ def remove_temp_files(path: str | os.PathLike[str]) -> list[Path]:
     return found
 
 
-def _write_half(handle: BinaryIO, data: bytes) -> None:
+def _write_half(handle: BinaryIO, data: bytes | memoryview) -> None:
     """What a write cut off by a crash leaves: the first half of ``data``, on disk."""
     handle.write(data[: len(data) // 2])
     handle.flush()

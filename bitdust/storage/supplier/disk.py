@@ -32,7 +32,7 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
-def write_piece(folder: Path, piece_id: str, data: bytes, point: str | None = None) -> int:
+def write_piece(folder: Path, piece_id: str, data: bytes | memoryview, point: str | None = None) -> int:
     """Store one piece atomically below ``folder``; returns its size. ``point``: crash
     points of the write (:func:`bitdust.util.fs.atomic_write`)."""
     target = piece_path(folder, piece_id)

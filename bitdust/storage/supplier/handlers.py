@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from bitdust.storage import market
@@ -97,7 +96,7 @@ class SupplierHandlers:
 
         def work() -> Deferred[Any]:
             piece_id, data = market.decode_piece(packet.payload)
-            storing = self.store.store_piece(packet.creator_id, piece_id, bytes(data))
+            storing = self.store.store_piece(packet.creator_id, piece_id, data)  # a view: no copy
             return storing.addCallback(lambda _size: self.gateway.ack(packet))
 
         return self._serve(packet, work)
@@ -109,9 +108,7 @@ class SupplierHandlers:
     def _retrieve(self, request: Packet) -> Any:
         piece_id = market.decode_retrieve(request.payload)
         data = yield self.store.read_piece(request.creator_id, piece_id)
-        reactor = self.node.reactor
-        answer = yield deferToThreadPool(reactor, reactor.getThreadPool(), self._piece_packet, request,
-                                         piece_id, data)
+        answer = yield self.node.cpu_pool.run(self._piece_packet, request, piece_id, data)
         try:
             yield self.gateway.outbox(answer, request.creator_id, wait_ack=False)
         except GatewayError as exc:
@@ -119,12 +116,15 @@ class SupplierHandlers:
 
     def _piece_packet(self, request: Packet, piece_id: str, data: bytes) -> Packet:
         """The answer to Retrieve: a Data owned by the customer, made and signed by us,
-        under the Retrieve's PacketID (runs in a thread: it copies and signs megabytes)."""
+        under the Retrieve's PacketID, framed (runs in a thread: it copies and hashes
+        megabytes)."""
         key = self.node.packet_key
         if key is None:
             raise RuntimeError("this node has no packet key")
-        return Packet.create(Command.Data, request.creator_id, self.gateway.my_idurl, request.packet_id,
-                             market.encode_piece(piece_id, data), request.creator_id, key)
+        packet = Packet.create(Command.Data, request.creator_id, self.gateway.my_idurl, request.packet_id,
+                               market.encode_piece(piece_id, data), request.creator_id, key)
+        packet.frame()
+        return packet
 
     def on_list_files(self, packet: Packet) -> Deferred[Any]:
         def work() -> Deferred[Any]:

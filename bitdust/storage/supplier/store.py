@@ -233,14 +233,14 @@ class SupplierStore:
 
     # -- pieces ----------------------------------------------------------------------------
 
-    def store_piece(self, idurl: str, piece_id: str, data: bytes) -> Deferred[int]:
+    def store_piece(self, idurl: str, piece_id: str, data: bytes | memoryview) -> Deferred[int]:
         """Fires with the piece's size once it is durably on disk; Refused over quota
         (nothing written) or without a contract."""
         admitted: Deferred[_Admitted] = self._queued(idurl, self._admit_piece, idurl, piece_id, data)
         return admitted.addCallback(lambda a: a.written)
 
     @inlineCallbacks
-    def _admit_piece(self, idurl: str, piece_id: str, data: bytes) -> Any:
+    def _admit_piece(self, idurl: str, piece_id: str, data: bytes | memoryview) -> Any:
         """In the customer's queue: wait for a write slot, check the quota counting the
         writes in flight, reserve, start the write. Returns at once (wrapped, so the
         queue does not wait for the write)."""
