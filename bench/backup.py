@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -134,22 +135,31 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     source = work / "data" / "random.bin"
     size = args.mb * MB
     write_random(source, size)
-    limit = zfec_alone(source, size)
-    line(f"zfec alone, ecc/4x4, {args.mb} MB (the limit)", f"{limit:.1f} MB/s", "per CPU second of one thread")
+    # zfec alone swings by a third from one minute to the next on a shared machine: timed
+    # before, between and after the two jobs, and the median is the limit of both.
+    limits = [zfec_alone(source, size)]
     supplier_pids = [int(node["pid"]) for node in nodes[2:]]
     meter = CpuMeter(customer_pid, supplier_pids)
     backup = run_json(customer, "backup", str(source))
-    rate = size / MB / backup["seconds"]
-    line(f"backup of {args.mb} MB random", f"{rate:.1f} MB/s",
-         f"target >= {0.3 * limit:.1f} MB/s (30% of zfec); {100 * rate / limit:.0f}% of zfec; {backup['seconds']} s")
-    line("", "", meter.per_mb(args.mb))
+    backup_cpu = meter.per_mb(args.mb)
+    limits.append(zfec_alone(source, size))
     dest = work / "restored"
     meter = CpuMeter(customer_pid, supplier_pids)
     restore = run_json(customer, "restore", backup["backupid"], str(dest))
+    restore_cpu = meter.per_mb(args.mb)
+    limits.append(zfec_alone(source, size))
+    limit = statistics.median(limits)
+    line(f"zfec alone, ecc/4x4, {args.mb} MB (the limit)", f"{limit:.1f} MB/s",
+         "per CPU second of one thread; median of " + ", ".join(f"{x:.0f}" for x in limits) + " (before, "
+         "between and after the jobs)")
+    rate = size / MB / backup["seconds"]
+    line(f"backup of {args.mb} MB random", f"{rate:.1f} MB/s",
+         f"target >= {0.3 * limit:.1f} MB/s (30% of zfec); {100 * rate / limit:.0f}% of zfec; {backup['seconds']} s")
+    line("", "", backup_cpu)
     rate = size / MB / restore["seconds"]
     line(f"restore of {args.mb} MB random", f"{rate:.1f} MB/s",
          f"target >= {0.3 * limit:.1f} MB/s (30% of zfec); {100 * rate / limit:.0f}% of zfec; {restore['seconds']} s")
-    line("", "", meter.per_mb(args.mb))
+    line("", "", restore_cpu)
     if compare_trees(source.parent, dest):
         print("  WARNING: the restored file differs from the source", flush=True)
     shutil.rmtree(dest)
