@@ -1,6 +1,6 @@
 """Transport benchmark on loopback: prints figures, judges nothing.
 
-    .venv/bin/python bench/transport.py [--mb 256] [--repeat 3] [--window 8] [--rtt 2000] [--quic-mb 32]
+    .venv/bin/python bench/transport.py [--mb 256] [--repeat 5] [--window 8] [--rtt 2000] [--quic-mb 32]
 
 - raw: a plain Twisted TCP socket moving the same bytes (the limit on this machine);
   raw and signed runs alternate ``--repeat`` times and the median ratio is the figure
@@ -353,7 +353,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=256, help="MB moved by the raw and the signed TCP runs")
     parser.add_argument("--window", type=int, default=8, help="1 MB packets in flight")
-    parser.add_argument("--repeat", type=int, default=3, help="raw and signed runs, alternated")
+    parser.add_argument("--repeat", type=int, default=5, help="raw and signed runs, alternated")
     parser.add_argument("--rtt", type=int, default=2000, help="small packets for the round-trip figure")
     parser.add_argument("--quic-mb", type=int, default=32, help="MB moved over QUIC")
     parser.add_argument("--peer", type=Path, help=argparse.SUPPRESS)
