@@ -3,11 +3,12 @@
 Inbox order of checks, cheapest first, so a flood of junk costs little: size cap, parse,
 freshness, recipient, duplicate, the creator's identity (may fetch over HTTP), then the
 signature: Ed25519 by the packet key the creator's identity lists. A big packet is parsed
-and hashed in a thread (its signature then costs the reactor one Ed25519 check, less
-than another hop): copying and hashing a few MB must not stall the reactor (TCP hands such frames over unjoined, as
-:class:`~bitdust.transport.packet.Chunks`). A KeyID that is not the packet
-key of the cached identity makes the gateway re-fetch that identity (at most once a
-minute per creator): the peer may have a new packet key that our copy predates.
+and hashed in the node's CPU pool, since copying and hashing a few MB must not stall the
+reactor (TCP hands such frames over unjoined, as :class:`~bitdust.transport.packet.Chunks`);
+its signature is then one Ed25519 check on the reactor, cheaper than another hop. A KeyID
+that is not the packet key of the cached identity makes the gateway re-fetch that identity
+(at most once a minute per creator): the peer may have a new packet key that our copy
+predates.
 A packet is remembered as seen only after its signature verified, so a forger cannot
 pre-empt a real PacketID. Anything wrong is dropped and counted under a reason; the
 inbox never raises into the transport that called it.
