@@ -13,9 +13,10 @@
 - quic: the same 1 MB packets with TCP switched off (the fallback path);
 - two processes: the raw and signed TCP runs again with the receiver (a raw sink, and
   bob) in a process of its own, as two nodes run when deployed: each side has its own
-  reactor and GIL. The in-process figures above make both nodes share one thread, so
-  they charge the signed path twice against a raw socket whose work is in the kernel.
-  Both processes' CPU per MB is printed (``--peer DIR`` runs the receiving side).
+  reactor and GIL. The raw socket gains more from that than signed packets do (its
+  work is the kernel's, on both cores at once), so this ratio comes out the lower one.
+  Both processes' CPU per MB is printed (``--peer DIR`` runs the receiving side), which
+  shows what a signed packet costs each end beyond the raw transfer.
 
 Packets are signed with each node's Ed25519 packet key (the RSA identity key only signs
 the identity documents), so ``BENCH_FAST_KEYS=1`` (RSA-2048 instead of 3072) now only
