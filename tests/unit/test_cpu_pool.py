@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 
+from bitdust.node import Node
 from bitdust.util.cpu_pool import CpuPool
 
 
@@ -98,3 +100,14 @@ def test_other_reactors_get_the_answer_through_call_from_thread() -> None:
 def test_a_pool_needs_a_thread() -> None:
     with pytest.raises(ValueError):
         CpuPool(reactor, size=0)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_stops_its_pool_when_it_stops(tmp_path: Path) -> Any:
+    node = Node(tmp_path / "home", reactor=reactor, services={})
+    before = set(threading.enumerate())
+    assert (yield node.cpu_pool.run(len, b"abc")) == 3
+    started = [t for t in threading.enumerate() if t not in before]
+    assert started and node.cpu_pool.threads == len(started)
+    yield node.stop()
+    assert node.cpu_pool.threads == 0 and not any(t.is_alive() for t in started)
