@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bitdust.daemon import install_asyncio_reactor
+from bitdust.util.fs import atomic_write
 from bitdust.util.memory import tune_malloc
 from bitdust.util.net import free_port
 
@@ -224,22 +225,17 @@ def wait_for_file(path: Path, seconds: float = 120) -> Any:
     raise TimeoutError(f"{path} did not appear in {seconds} s")
 
 
-def write_whole(path: Path, data: bytes) -> None:
-    path.with_suffix(".tmp").write_bytes(data)
-    path.with_suffix(".tmp").rename(path)
-
-
 @inlineCallbacks
 def run_peer(folder: Path) -> Any:
     """The receiving side of the two-process runs: bob, who acks Data, and a raw sink."""
     bob = yield start_node(folder, "bob", True)
     acks_data(bob)
     sink = reactor.listenTCP(0, Factory.forProtocol(_CountingSink), interface="127.0.0.1")
-    write_whole(folder / "bob.xml", bob.my_identity.to_xml())
-    write_whole(folder / "sink.port", str(sink.getHost().port).encode())
+    atomic_write(folder / "bob.xml", bob.my_identity.to_xml())
+    atomic_write(folder / "sink.port", str(sink.getHost().port).encode())
     alice = yield wait_for_file(folder / "alice.xml")
     bob.identity_cache.add(Identity.from_xml(alice))
-    write_whole(folder / "peer.ready", b"")
+    atomic_write(folder / "peer.ready", b"")
     stopped: Deferred[None] = Deferred()
     reactor.addSystemEventTrigger("before", "shutdown", lambda: None if stopped.called else stopped.callback(None))
     yield stopped
@@ -260,7 +256,7 @@ def run_two_processes(root: Path, args: argparse.Namespace) -> Any:
         alice = yield start_node(folder, "alice", True)
         bob = Identity.from_xml(bob_xml)
         alice.identity_cache.add(bob)
-        write_whole(folder / "alice.xml", alice.my_identity.to_xml())
+        atomic_write(folder / "alice.xml", alice.my_identity.to_xml())
         yield wait_for_file(folder / "peer.ready")
         yield packet_throughput(alice, bob.idurl, 8, args.window, MB)  # warm-up
         other = psutil.Process(peer.pid)

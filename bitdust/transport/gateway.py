@@ -289,8 +289,7 @@ class Gateway:
                     return self._drop("unknown_creator", size, packet, proto)
             if packet.key_id != identity.packet_key_id:
                 identity = yield self._refetch(packet.creator_id, identity)
-            verified = yield self._verify(packet, identity, size)
-            if not verified:
+            if not self._verify(packet, identity):
                 return self._drop("bad_signature", size, packet, proto)
             self._seen.add(key)
         finally:
@@ -343,14 +342,10 @@ class Gateway:
             return cached
         return fresh
 
-    def _verify(self, packet: Packet, identity: Identity, size: int) -> Deferred[bool]:
-        """Inline when the hash is done (small packets; big ones hashed by
-        :func:`_parse_hashed`): an Ed25519 check is cheaper than a hop to a thread."""
-        if packet.key_id != identity.packet_key_id:
-            return succeed(False)
-        if size < THREAD_VERIFY_BYTES or packet.hashed:
-            return succeed(packet.verify(identity))
-        return self.node.cpu_pool.run(packet.verify, identity)
+    def _verify(self, packet: Packet, identity: Identity) -> bool:
+        """On the reactor: a big packet arrives hashed (:func:`_parse_hashed`, in the CPU
+        pool), so what is left of any packet is one Ed25519 check."""
+        return packet.key_id == identity.packet_key_id and packet.verify(identity)
 
     def _resend_reply(self, reply: Packet, remote: str) -> None:
         self.outbox(reply, remote, wait_ack=False).addErrback(self._reply_failed, reply)

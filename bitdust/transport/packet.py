@@ -226,11 +226,6 @@ class Packet:
         assert self._digest is not None
         return self._digest
 
-    @property
-    def hashed(self) -> bool:
-        """Is :meth:`digest` known already (so verifying costs only the signature check)?"""
-        return self._digest is not None
-
     def signing_message(self) -> bytes:
         """What the Ed25519 key really signs: the domain, then :meth:`digest`."""
         return SIGNATURE_DOMAIN + self.digest()
