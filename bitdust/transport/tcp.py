@@ -37,7 +37,7 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from bitdust.transport.gateway import THREAD_VERIFY_BYTES
+from bitdust.transport.gateway import THREAD_PARSE_BYTES
 from bitdust.transport.packet import FRAME_HEADER_SIZE, FrameDecoder, PacketError, frame_body
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class PacketProtocol(protocol.Protocol):
         self.remote: tuple[str, int] = ("", 0)
         self.idurl = ""
         # Big frames go to the gateway unjoined: it parses them in a thread.
-        self.decoder = FrameDecoder(manager.max_frame, chunks_from=THREAD_VERIFY_BYTES)
+        self.decoder = FrameDecoder(manager.max_frame, chunks_from=THREAD_PARSE_BYTES)
         self.queue: collections.deque[tuple[bytes, Deferred[None]]] = collections.deque()
         self.queued_bytes = 0
         self.write_paused = False
