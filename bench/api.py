@@ -204,6 +204,7 @@ def start_bare_web() -> tuple[subprocess.Popen[bytes], int]:
                 break
             time.sleep(0.1)
     process.kill()
+    process.wait(timeout=30)
     raise RuntimeError("the bare twisted.web server did not start")
 
 
