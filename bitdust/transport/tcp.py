@@ -51,6 +51,7 @@ IDLE_TIMEOUT = 300.0
 IDLE_CHECK_INTERVAL = 30.0
 MAX_INFLIGHT = 4
 READ_SIZE = 256 * 1024
+SEND_SIZE = 1024 * 1024
 QUEUE_LIMIT = 16 * 1024**2
 MAX_CONNECTIONS = 256
 MAX_CONNECT_WAITERS = 1000
@@ -118,6 +119,10 @@ class PacketProtocol(protocol.Protocol):
         # reactor and the frame decoder. Bigger reads cut that Python work per byte.
         if hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = READ_SIZE  # type: ignore[union-attr]
+        # Twisted also hands the socket at most 128 KB per writable event: 8 trips through
+        # the reactor to send a 1 MB piece, where the kernel takes most of it in one.
+        if hasattr(self.transport, "SEND_LIMIT"):
+            self.transport.SEND_LIMIT = SEND_SIZE  # type: ignore[union-attr]
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self.manager.added(self)
 

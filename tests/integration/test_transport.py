@@ -24,6 +24,7 @@ from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.identity.document import make_contact
 from bitdust.node import Node
 from bitdust.transport import gateway as gateway_module
+from bitdust.transport import tcp as tcp_module
 from bitdust.transport.fail import UNAVAILABLE, FailReason
 from bitdust.transport.outbox import GatewayTimeout
 from bitdust.transport.packet import Command, Packet, encode_frame, new_packet_id, now_ms
@@ -242,6 +243,10 @@ def test_big_packets_are_parsed_in_a_thread_from_the_chunks_tcp_read(
     assert reply.command is Command.Ack and len(got) == 1 and got[0].payload == payload
     assert len(parsed_in) == 1 and parsed_in[0][0] == "Chunks", parsed_in
     assert parsed_in[0][1] != threading.current_thread().name  # not the reactor's thread
+    # both ends move big frames in few trips through the reactor, not Twisted's 64/128 KB
+    ends = [conn.transport for node in (alice, bob) for conn in tcp_of(node)._all]
+    assert ends and all((t.bufferSize, t.SEND_LIMIT) == (tcp_module.READ_SIZE, tcp_module.SEND_SIZE)
+                                  for t in ends)
     probe = yield raw_send(tcp_of(bob).port, encode_frame(os.urandom(1024 * 1024)))
     yield probe.closed
     assert gateway(bob).stats.as_api()["in"]["dropped"] == {"garbage": 1}
