@@ -138,7 +138,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     # zfec alone swings by a third from one minute to the next on a shared machine: timed
     # before, between and after the two jobs, and the median is the limit of both.
     limits = [zfec_alone(source, size)]
-    supplier_pids = [int(node["pid"]) for node in nodes[2:]]
+    supplier_pids = [int(node["pid"]) for index, node in enumerate(nodes) if index != 1]  # the seed is one too
     meter = CpuMeter(customer_pid, supplier_pids)
     backup = run_json(customer, "backup", str(source))
     backup_cpu = meter.per_mb(args.mb)
