@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
 from twisted.internet.task import Clock
@@ -18,7 +20,7 @@ from bitdust.storage.ids import IdError
 from bitdust.storage.market import ServiceRequest, customer_folder_name
 from bitdust.storage.supplier import disk
 from bitdust.storage.supplier.contracts import ContractBook, ContractsFileError
-from bitdust.storage.supplier.store import Refused, SupplierStore
+from bitdust.storage.supplier.store import HeldPieces, Refused, SupplierStore
 from tests.integration.grid import wait_until
 
 ALICE = "http://127.0.0.1:8084/alice.xml"
@@ -265,3 +267,18 @@ def test_close_lets_queued_work_finish_then_refuses(tmp_path: Path) -> Any:
     assert saved["contracts"][ALICE]["used"] == 5
     assert (yield expect_refused(store.store_piece(ALICE, PARITY, b"1"))) == "busy"
     yield writing
+
+
+@given(st.lists(st.tuples(st.sampled_from(["put", "pop"]), st.sampled_from([PIECE, PARITY, OTHER_VERSION]),
+                          st.integers(min_value=0, max_value=10**12)), max_size=40))
+def test_held_pieces_keep_their_total(ops: list[tuple[str, str, int]]) -> None:
+    """The running total the quota checks read is always the sum of what is held."""
+    held, model = HeldPieces({PIECE: 7}), {PIECE: 7}
+    for op, piece, size in ops:
+        if op == "put":
+            held.put(piece, size)
+            model[piece] = size
+        else:
+            assert held.pop(piece) == model.pop(piece, 0)
+        assert held.total == sum(model.values()) and held.as_dict() == model
+        assert (piece in held) == (piece in model) and held.size(piece) == model.get(piece, 0)

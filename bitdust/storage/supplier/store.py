@@ -59,6 +59,37 @@ class _Admitted:
     written: Deferred[int]
 
 
+class HeldPieces:
+    """One customer's pieces (ID -> size) and their total, kept up to date as they
+    change: every piece written checks the quota, and summing the sizes of all pieces
+    held each time made a backup's cost grow with everything stored before it."""
+
+    __slots__ = ("_sizes", "total")
+
+    def __init__(self, sizes: dict[str, int] | None = None) -> None:
+        self._sizes = dict(sizes or {})
+        self.total = sum(self._sizes.values())
+
+    def __contains__(self, piece_id: object) -> bool:
+        return piece_id in self._sizes
+
+    def size(self, piece_id: str) -> int:
+        return self._sizes.get(piece_id, 0)
+
+    def put(self, piece_id: str, size: int) -> None:
+        self.total += size - self._sizes.get(piece_id, 0)
+        self._sizes[piece_id] = size
+
+    def pop(self, piece_id: str) -> int:
+        """Forget a piece; its size (0 if it was not held)."""
+        size = self._sizes.pop(piece_id, 0)
+        self.total -= size
+        return size
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self._sizes)
+
+
 class Refused(Exception):
     """A request the supplier says no to; ``code`` is a market Fail code."""
 
@@ -76,7 +107,7 @@ class SupplierStore:
         self.root = customers_root
         self._donated = donated
         self.book = ContractBook()
-        self._pieces: dict[str, dict[str, int]] = {}
+        self._pieces: dict[str, HeldPieces] = {}
         self._queues: dict[str, DeferredLock] = {}
         self._reads: dict[str, int] = {}
         self._writes: dict[str, dict[Deferred[int], int]] = {}  # customer -> write in flight -> bytes reserved
@@ -98,9 +129,9 @@ class SupplierStore:
         scans = yield self._in_thread(disk.scan_customers, self.root, names)
         self.book = book
         for idurl, contract in book.contracts.items():
-            pieces = scans.get(contract.folder_name, {})
+            pieces = HeldPieces(scans.get(contract.folder_name, {}))
             self._pieces[idurl] = pieces
-            used = sum(pieces.values())
+            used = pieces.total
             if used != contract.used:
                 log.info("customer %s: %d bytes on disk, %d in contracts.json; the disk wins",
                          idurl, used, contract.used)
@@ -150,15 +181,17 @@ class SupplierStore:
     def used(self, idurl: str | None = None) -> int:
         """Bytes of pieces held (written and acknowledged), for one customer or for all."""
         if idurl is not None:
-            return sum(self._pieces.get(idurl, {}).values())
-        return sum(sum(p.values()) for p in self._pieces.values())
+            held = self._pieces.get(idurl)
+            return held.total if held is not None else 0
+        return sum(held.total for held in self._pieces.values())
 
     def free(self) -> int:
         """Bytes still to grant: what the DHT offer announces."""
         return max(0, self.donated() - self.consumed())
 
     def list_pieces(self, idurl: str) -> dict[str, int]:
-        return dict(self._pieces.get(idurl, {}))
+        held = self._pieces.get(idurl)
+        return held.as_dict() if held is not None else {}
 
     def folder(self, idurl: str) -> Path:
         return self.root / customer_folder_name(idurl)
@@ -191,10 +224,10 @@ class SupplierStore:
         else:
             before = None
             # Data left behind without a contract (a lost contracts file) is counted again.
-            pieces = yield self._in_thread(disk.scan_folder, self.folder(idurl))
-            self._pieces[idurl] = pieces
+            scanned = yield self._in_thread(disk.scan_folder, self.folder(idurl))
+            pieces = self._pieces[idurl] = HeldPieces(scanned)
             self.book.contracts[idurl] = Contract(idurl, request.needed_bytes, request.ecc_map, request.position,
-                                                  now, now, sum(pieces.values()))
+                                                  now, now, pieces.total)
         try:
             yield self._writer.save()
         except Exception:
@@ -250,8 +283,8 @@ class SupplierStore:
             yield DeferredList(list(writes), fireOnOneCallback=True, fireOnOneErrback=True, consumeErrors=True)
             writes = self._writes.setdefault(idurl, {})
         contract = self._contracted(idurl)  # it may have gone while we waited
-        pieces = self._pieces.setdefault(idurl, {})
-        after = self.used(idurl) + sum(writes.values()) - pieces.get(piece_id, 0) + len(data)
+        pieces = self._pieces.setdefault(idurl, HeldPieces())
+        after = pieces.total + sum(writes.values()) - pieces.size(piece_id) + len(data)
         if after > contract.quota:
             raise Refused("over-quota", f"{format_size(after)} would exceed the quota of "
                                         f"{format_size(contract.quota)}")
@@ -267,7 +300,7 @@ class SupplierStore:
                 written.errback(result)
                 return
             if self.contract(idurl) is contract:
-                pieces[piece_id] = result
+                pieces.put(piece_id, result)
                 contract.used = self.used(idurl)
                 self._save_soon()
             written.callback(result)
@@ -283,7 +316,7 @@ class SupplierStore:
     def read_piece(self, idurl: str, piece_id: str) -> Any:
         """The piece's bytes; Refused not-found when the index does not list it."""
         self._contracted(idurl)
-        if piece_id not in self._pieces.get(idurl, {}):
+        if piece_id not in self._pieces.get(idurl, ()):
             raise Refused("not-found", f"no piece {piece_id} here")
         if self._reads.get(idurl, 0) >= MAX_READS:
             raise Refused("busy", f"{MAX_READS} pieces are being read for you already")
@@ -305,9 +338,9 @@ class SupplierStore:
     def _delete_pieces(self, idurl: str, piece_ids: list[str]) -> Any:
         yield self._writes_landed(idurl)
         contract = self._contracted(idurl)
-        pieces = self._pieces.setdefault(idurl, {})
+        pieces = self._pieces.setdefault(idurl, HeldPieces())
         yield self._in_thread(disk.delete_pieces, self.folder(idurl), piece_ids)
-        freed = sum(pieces.pop(p, 0) for p in set(piece_ids))
+        freed = sum(pieces.pop(p) for p in set(piece_ids))
         contract.used = self.used(idurl)
         self._save_soon()
         return freed
@@ -319,10 +352,10 @@ class SupplierStore:
     def _delete_backups(self, idurl: str, backup_ids: list[str]) -> Any:
         yield self._writes_landed(idurl)
         contract = self._contracted(idurl)
-        pieces = self._pieces.setdefault(idurl, {})
+        pieces = self._pieces.setdefault(idurl, HeldPieces())
         yield self._in_thread(disk.delete_backups, self.folder(idurl), backup_ids)
         wanted = set(backup_ids)
-        gone = [p for p in pieces if ids.parse_piece_id(p).backup_id in wanted]
+        gone = [p for p in pieces.as_dict() if ids.parse_piece_id(p).backup_id in wanted]
         freed = sum(pieces.pop(p) for p in gone)
         contract.used = self.used(idurl)
         self._save_soon()
