@@ -68,7 +68,7 @@ class DataMotionService(Service):
         me = self.node.my_identity
         return me is not None and idurl in me.sources
 
-    def _make_data_packet(self, idurl: str, piece_id: str, data: bytes) -> Deferred[Packet]:
+    def _make_data_packet(self, idurl: str, piece_id: str, data: bytes | memoryview) -> Deferred[Packet]:
         """Frame, sign and serialize a piece in one pool thread: the multi-MB copies and hash
         stay off the reactor (small pieces are cheaper inline)."""
         gateway = self._gateway

@@ -100,8 +100,11 @@ class EccMap:
 
     # --- coding ----------------------------------------------------------------
 
-    def encode(self, block: bytes | bytearray) -> list[bytes]:
-        """Split ``block`` into ``m`` shares, any ``k`` of which rebuild it (zero padded)."""
+    def encode(self, block: bytes | bytearray) -> list[bytes | memoryview]:
+        """Split ``block`` into ``m`` shares, any ``k`` of which rebuild it (zero padded).
+
+        The first ``k`` (Data) shares are views of ``block`` itself where no padding was
+        needed, not copies: the caller must not change ``block`` while it uses them."""
         size = self.share_size(len(block))
         view = memoryview(block)
         full = len(block) // size  # inputs that need no padding: slice without copying
@@ -110,8 +113,7 @@ class EccMap:
             tail = bytes(view[len(inputs) * size :])
             inputs.append(tail.ljust(size, b"\0"))
             inputs.extend(bytes(size) for _ in range(self.k - len(inputs)))
-        shares = self._encoder.encode(tuple(inputs))
-        return [bytes(share) for share in shares]
+        return list(self._encoder.encode(tuple(inputs)))
 
     def decode(self, shares: Mapping[int, bytes], length: int | None = None) -> bytes:
         """Rebuild a block from any ``k`` shares (Data shares preferred: they cost nothing).

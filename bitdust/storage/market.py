@@ -158,7 +158,7 @@ def _in_market_codes(failure: FailReason) -> FailReason:
     return failure if failure.code in FAIL_CODES else FailReason("bad-request", failure.reason)
 
 
-def encode_piece(piece_id: str, data: bytes) -> bytes:
+def encode_piece(piece_id: str, data: bytes | memoryview) -> bytes:
     raw_id = str(parse_piece_id(piece_id)).encode("ascii")
     return _PIECE_HEADER.pack(len(raw_id)) + raw_id + data
 

@@ -122,3 +122,18 @@ def test_corrupt_share_gives_a_block_that_fails_aead(n: int) -> None:
         rebuilt = ecc.decode(tampered)
         with pytest.raises(AuthenticationError):
             open_block(key, BACKUP_ID, 0, rebuilt)
+
+
+def test_data_shares_are_views_of_the_block_not_copies() -> None:
+    """A backup moves megabytes per block: the Data shares of an evenly split block are
+    slices of it (only Parity is new memory); a padded block's last share is a copy."""
+    ecc = EccMap(4)
+    block = bytearray(_block(4 * 1024, 7))
+    shares = ecc.encode(block)
+    for index in range(ecc.k):
+        share = shares[index]
+        assert isinstance(share, memoryview) and share.obj is block
+        assert bytes(share) == bytes(block[index * 1024:(index + 1) * 1024])
+    padded = ecc.encode(block[:-1])
+    assert bytes(padded[3]) == bytes(block[3 * 1024:-1]) + b"\0"
+    assert ecc.decode(dict(enumerate(shares[ecc.k:], ecc.k)), len(block)) == block

@@ -393,7 +393,9 @@ def test_tampered_share_is_caught_and_then_routed_around(
     decoder = RestoreDecoder(tmp_path / "out", BACKUP_ID, ecc, version_key)
     decoder.feed(0, any_n(blocks[0], ecc, 0))
     shares = dict(enumerate(blocks[1].shares))
-    shares[2] = shares[2][:100] + bytes([shares[2][100] ^ 0x80]) + shares[2][101:]
+    tampered = bytearray(shares[2])
+    tampered[100] ^= 0x80
+    shares[2] = bytes(tampered)
     exact = {i: shares[i] for i in (0, 1, 2, 5)}
     with pytest.raises(AuthenticationError):
         decoder.feed(1, exact)  # no spare share: nothing to fall back on

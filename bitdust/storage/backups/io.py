@@ -143,7 +143,7 @@ class RealJobIO:
     def bytes_read(self) -> int:
         return self._encoder.bytes_read if self._encoder is not None else 0
 
-    def send(self, position: int, piece_id: str, data: bytes) -> Deferred[None]:
+    def send(self, position: int, piece_id: str, data: bytes | memoryview) -> Deferred[None]:
         sending = self.parts.motion.send_piece(position, piece_id, data)
         if not self.parts.keep_local():
             return sending

@@ -57,7 +57,7 @@ class DataMotion:
     def __init__(self, wire: Wire, supplier_at: Callable[[int], str | None], is_me: Callable[[str], bool],
                  max_in_flight: Callable[[], int], max_per_supplier: Callable[[], int],
                  send_timeout: Callable[[], float],
-                 make_data_packet: Callable[[str, str, bytes], Deferred[Packet]] | None = None) -> None:
+                 make_data_packet: Callable[[str, str, bytes | memoryview], Deferred[Packet]] | None = None) -> None:
         self.wire = wire
         self._supplier_at = supplier_at
         self._is_me = is_me
@@ -97,7 +97,7 @@ class DataMotion:
 
     # -- sending --------------------------------------------------------------------------
 
-    def send_piece(self, position: int, piece_id: str, data: bytes) -> Deferred[None]:
+    def send_piece(self, position: int, piece_id: str, data: bytes | memoryview) -> Deferred[None]:
         """The piece to the supplier at ``position`` (resolved when its turn comes, so a
         piece queued across a replacement goes to the new supplier)."""
         if self._closed:
@@ -111,7 +111,7 @@ class DataMotion:
         return self.sends.run(f"#{position}", lambda: self._send(position, piece_id, data, number))
 
     @inlineCallbacks
-    def _send(self, position: int, piece_id: str, data: bytes, number: int) -> Generator[Any, Any, None]:
+    def _send(self, position: int, piece_id: str, data: bytes | memoryview, number: int) -> Generator[Any, Any, None]:
         """A supplier that let a piece time out (every retry) fails, at once, the pieces
         that were already queued for it then: each would only wait out the same timeouts
         in turn (a backup losing a supplier gave up after minutes, one round of 3 tries
@@ -132,7 +132,7 @@ class DataMotion:
         self._silent.pop(idurl, None)  # it answered (Ack or Fail): it is there
         _check_ack(reply, f"piece {piece_id}")
 
-    def _sign_data(self, idurl: str, piece_id: str, data: bytes) -> Deferred[Packet]:
+    def _sign_data(self, idurl: str, piece_id: str, data: bytes | memoryview) -> Deferred[Packet]:
         return maybeDeferred(market.encode_piece, piece_id, data).addCallback(
             lambda frame: self.wire.sign_packet(Command.Data, frame, idurl))
 

@@ -30,7 +30,7 @@ class EncodedBlock:
 
     number: int
     last: bool
-    shares: list[bytes]
+    shares: list[bytes | memoryview]
     plain_size: int  # compressed bytes carried by this block
     sealed_size: int  # header + ciphertext, before zfec padding
 

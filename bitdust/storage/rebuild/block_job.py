@@ -29,7 +29,7 @@ ThreadRunner = Callable[[Callable[[], Any]], Deferred[Any]]
 class PieceMover(PieceSource, Protocol):
     """What a rebuild needs from DataMotion: fetching and sending."""
 
-    def send_piece(self, position: int, piece_id: str, data: bytes) -> Deferred[None]: ...
+    def send_piece(self, position: int, piece_id: str, data: bytes | memoryview) -> Deferred[None]: ...
 
 
 @dataclass

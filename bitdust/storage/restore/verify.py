@@ -104,7 +104,7 @@ def _mismatched(ecc: EccMap, sealed: bytes, shares: Mapping[int, bytes], used: t
     return frozenset(i for i in others if shares[i] != expected[i])
 
 
-def reencode(ecc: EccMap, sealed: bytes, indexes: set[int] | frozenset[int]) -> dict[int, bytes]:
+def reencode(ecc: EccMap, sealed: bytes, indexes: set[int] | frozenset[int]) -> dict[int, bytes | memoryview]:
     """Shares ``indexes`` of a verified block, as the backup made them."""
     shares = ecc.encode(sealed)
     return {i: shares[i] for i in sorted(indexes)}
