@@ -63,7 +63,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bitdust.identity.idurl import is_idurl, parse_idurl
+from bitdust.identity.idurl import IdurlError, parse_idurl
 from bitdust.storage.ecc import SUPPLIER_COUNTS
 from bitdust.storage.ids import IdError, parse_backup_id, parse_piece_id
 from bitdust.transport.fail import UNAVAILABLE, FailReason, fail_reason
@@ -251,8 +251,9 @@ def customer_folder_name(idurl: str) -> str:
 
     Derived from the parsed idurl, so it can never contain a path separator or ``..``.
     """
-    if not is_idurl(idurl):
-        raise ProtocolError(f"not an idurl: {idurl!r}")
-    parsed = parse_idurl(idurl)
+    try:
+        parsed = parse_idurl(idurl)
+    except IdurlError:
+        raise ProtocolError(f"not an idurl: {idurl!r}") from None
     host = parsed.host.replace(":", "-")  # IPv6 hosts
     return f"{parsed.name}@{host}_{parsed.port}"
