@@ -283,7 +283,7 @@ class SupplierStore:
             yield DeferredList(list(writes), fireOnOneCallback=True, fireOnOneErrback=True, consumeErrors=True)
             writes = self._writes.setdefault(idurl, {})
         contract = self._contracted(idurl)  # it may have gone while we waited
-        pieces = self._pieces.setdefault(idurl, HeldPieces())
+        pieces = self._held(idurl)
         after = pieces.total + sum(writes.values()) - pieces.size(piece_id) + len(data)
         if after > contract.quota:
             raise Refused("over-quota", f"{format_size(after)} would exceed the quota of "
@@ -338,7 +338,7 @@ class SupplierStore:
     def _delete_pieces(self, idurl: str, piece_ids: list[str]) -> Any:
         yield self._writes_landed(idurl)
         contract = self._contracted(idurl)
-        pieces = self._pieces.setdefault(idurl, HeldPieces())
+        pieces = self._held(idurl)
         yield self._in_thread(disk.delete_pieces, self.folder(idurl), piece_ids)
         freed = sum(pieces.pop(p) for p in set(piece_ids))
         contract.used = self.used(idurl)
@@ -352,7 +352,7 @@ class SupplierStore:
     def _delete_backups(self, idurl: str, backup_ids: list[str]) -> Any:
         yield self._writes_landed(idurl)
         contract = self._contracted(idurl)
-        pieces = self._pieces.setdefault(idurl, HeldPieces())
+        pieces = self._held(idurl)
         yield self._in_thread(disk.delete_backups, self.folder(idurl), backup_ids)
         wanted = set(backup_ids)
         gone = [p for p in pieces.as_dict() if ids.parse_piece_id(p).backup_id in wanted]
@@ -368,6 +368,12 @@ class SupplierStore:
         if contract is None:
             raise Refused("rejected", "you are not a customer of this supplier")
         return contract
+
+    def _held(self, idurl: str) -> HeldPieces:
+        held = self._pieces.get(idurl)
+        if held is None:
+            held = self._pieces[idurl] = HeldPieces()
+        return held
 
     def _queued(self, idurl: str, fn: Callable[..., Deferred[T]], *args: Any) -> Deferred[T]:
         if self._closed:
