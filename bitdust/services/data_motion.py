@@ -69,16 +69,14 @@ class DataMotionService(Service):
         return me is not None and idurl in me.sources
 
     def _make_data_packet(self, idurl: str, piece_id: str, data: bytes | memoryview) -> Deferred[Packet]:
-        """Frame, sign and serialize a piece in one pool thread: the multi-MB copies and hash
+        """Join, sign and frame a piece in one pool thread: the multi-MB copies and hash
         stay off the reactor (small pieces are cheaper inline)."""
         gateway = self._gateway
         if gateway is None:
             raise ServiceUnavailable(f"{self.name} is not running")
 
         def make() -> Packet:
-            packet = gateway.make_packet(Command.Data, market.encode_piece(piece_id, data), idurl)
-            packet.frame()
-            return packet
+            return gateway.make_packet(Command.Data, market.encode_piece(piece_id, data), idurl)
 
         if len(data) < THREAD_SIGN_BYTES:
             return maybeDeferred(make)

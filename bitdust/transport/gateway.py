@@ -193,7 +193,7 @@ class Gateway:
                 return succeed(Packet.create(*args))
             except Exception as exc:
                 return fail(exc)
-        return self.node.cpu_pool.run(_create_framed, *args)
+        return self.node.cpu_pool.run(Packet.create, *args)
 
     def outbox(self, packet: Packet, remote_idurl: str | None = None, wait_ack: bool = True,
                timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> Deferred[Packet | None]:
@@ -410,14 +410,6 @@ def _parse_hashed(data: bytes | Chunks, max_size: int) -> Packet:
     signature needs of a big packet's bytes is done before the reactor sees it."""
     packet = Packet.parse(data, max_size)
     packet.digest()
-    return packet
-
-
-def _create_framed(*args: Any) -> Packet:
-    """Packet.create plus its frame, both in the calling (pool) thread: the 1 MB join
-    that framing costs is then not paid on the reactor by the outbox."""
-    packet = Packet.create(*args)
-    packet.frame()
     return packet
 
 

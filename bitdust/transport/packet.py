@@ -169,8 +169,11 @@ class Packet:
         private_key: PacketSigningKey,
         date: int | None = None,
     ) -> Packet:
-        """Build and sign a packet; KeyID is the fingerprint of the packet key.
+        """Build, sign and frame a packet; KeyID is the fingerprint of the packet key.
 
+        Framed here because every packet made is sent, and its frame is what the
+        transports carry: a sender makes a big packet in the CPU pool, so the 1 MB join
+        of its frame is done there too, not later on the reactor by the outbox.
         Refuses an RSA key loudly: a packet signed with the identity key would only be
         dropped by every receiver, far from the mistake.
         """
@@ -190,6 +193,7 @@ class Packet:
         # ``unsigned`` is ours alone and already validated: set the signature in place
         # rather than validate everything again through dataclasses.replace.
         object.__setattr__(unsigned, "signature", private_key.sign(unsigned.signing_message()))
+        unsigned.frame()
         return unsigned
 
     def _signed_header(self) -> bytes:

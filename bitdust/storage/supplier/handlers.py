@@ -121,10 +121,8 @@ class SupplierHandlers:
         key = self.node.packet_key
         if key is None:
             raise RuntimeError("this node has no packet key")
-        packet = Packet.create(Command.Data, request.creator_id, self.gateway.my_idurl, request.packet_id,
-                               market.encode_piece(piece_id, data), request.creator_id, key)
-        packet.frame()
-        return packet
+        return Packet.create(Command.Data, request.creator_id, self.gateway.my_idurl, request.packet_id,
+                             market.encode_piece(piece_id, data), request.creator_id, key)
 
     def on_list_files(self, packet: Packet) -> Deferred[Any]:
         def work() -> Deferred[Any]:
