@@ -14,8 +14,10 @@ and each answer delivered with the asyncio loop's own ``call_soon_threadsafe`` (
 uvloop) straight to the job's Deferred. Other reactors (tests' own) get it through
 ``callFromThread``.
 
-Only short CPU-bound jobs go here; blocking I/O (fsync, reading files) stays in
-Twisted's pool, where a slow disk cannot hold up the packets of every peer.
+The node's pool (``node.cpu_pool``) takes only short CPU-bound jobs; blocking I/O
+(fsync, reading files) goes elsewhere, so a slow disk cannot hold up the packets of every
+peer: to Twisted's pool, or to a pool of its own where there is a lot of it (the
+supplier's piece files, :mod:`bitdust.storage.supplier.store`).
 Threads start with the first job and stop with :meth:`stop` (the node's shutdown);
 a job given after that starts them again.
 """

@@ -14,8 +14,12 @@ the queue, for the writes in flight to land first, so they never race a rename. 
 are bounded (:data:`MAX_QUEUED`): beyond that a request is refused as ``busy`` instead
 of piling up in memory.
 
-Disk work runs in the reactor's thread pool. Refusals raise :class:`Refused` with a
-Fail code of :mod:`bitdust.storage.market`.
+Disk work runs in the store's own few threads (:data:`DISK_THREADS`, with the light
+hand-off of :class:`~bitdust.util.cpu_pool.CpuPool`): a backup writes a piece per
+megabyte on every supplier, and a job through Twisted's general pool cost ~35 µs of
+reactor CPU here against ~10-16 µs (20,000 empty jobs, 4 at a time, on the daemon's
+loop). Threads of its own also keep a slow disk from holding up the node's other thread
+work. Refusals raise :class:`Refused` with a Fail code of :mod:`bitdust.storage.market`.
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock, fail, inlineCallbacks
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from bitdust.storage import ids
 from bitdust.storage.market import ServiceOffer, ServiceRequest, customer_folder_name
 from bitdust.storage.supplier import disk
 from bitdust.storage.supplier.contracts import Contract, ContractBook
+from bitdust.util.cpu_pool import CpuPool
 from bitdust.util.units import format_size
 from bitdust.util.writer import CoalescingWriter
 
@@ -47,6 +51,8 @@ MAX_READS = 8
 """Retrieve answers of one customer being read at once (each holds a piece in memory)."""
 MAX_WRITES = 4
 """Pieces of one customer being written (and fsynced) at once."""
+DISK_THREADS = 4
+"""Threads writing and reading piece files (each write ends in an fsync)."""
 CONTACT_SAVE_DELAY = 60.0
 """Seconds a contact-time or usage change may wait before contracts.json is rewritten."""
 
@@ -102,7 +108,7 @@ class Refused(Exception):
 class SupplierStore:
     def __init__(self, reactor: Any, clock: Any, customers_root: Path, contracts_file: Path,
                  donated: Callable[[], int]) -> None:
-        self._reactor = reactor
+        self._disk = CpuPool(reactor, DISK_THREADS, name="supplier-disk")
         self._clock = clock
         self.root = customers_root
         self._donated = donated
@@ -153,6 +159,7 @@ class SupplierStore:
             self._save_timer.cancel()
         self._save_timer = None
         yield self._writer.save()
+        self._disk.stop()
 
     def book_bytes(self) -> bytes:
         return self.book.encode()
@@ -272,17 +279,16 @@ class SupplierStore:
         admitted: Deferred[_Admitted] = self._queued(idurl, self._admit_piece, idurl, piece_id, data)
         return admitted.addCallback(lambda a: a.written)
 
-    @inlineCallbacks
-    def _admit_piece(self, idurl: str, piece_id: str, data: bytes | memoryview) -> Any:
+    def _admit_piece(self, idurl: str, piece_id: str, data: bytes | memoryview) -> _Admitted | Deferred[_Admitted]:
         """In the customer's queue: wait for a write slot, check the quota counting the
         writes in flight, reserve, start the write. Returns at once (wrapped, so the
-        queue does not wait for the write)."""
-        self._contracted(idurl)
+        queue does not wait for the write). A plain function, not ``inlineCallbacks``:
+        it runs for every piece, and waits only when every write slot is taken."""
+        contract = self._contracted(idurl)
         writes = self._writes.setdefault(idurl, {})
-        while len(writes) >= MAX_WRITES:
-            yield DeferredList(list(writes), fireOnOneCallback=True, fireOnOneErrback=True, consumeErrors=True)
-            writes = self._writes.setdefault(idurl, {})
-        contract = self._contracted(idurl)  # it may have gone while we waited
+        if len(writes) >= MAX_WRITES:  # then look again: the contract may be gone meanwhile
+            slot = DeferredList(list(writes), fireOnOneCallback=True, fireOnOneErrback=True, consumeErrors=True)
+            return slot.addCallback(lambda _: self._admit_piece(idurl, piece_id, data))
         pieces = self._held(idurl)
         after = pieces.total + sum(writes.values()) - pieces.size(piece_id) + len(data)
         if after > contract.quota:
@@ -375,13 +381,13 @@ class SupplierStore:
             held = self._pieces[idurl] = HeldPieces()
         return held
 
-    def _queued(self, idurl: str, fn: Callable[..., Deferred[T]], *args: Any) -> Deferred[T]:
+    def _queued(self, idurl: str, fn: Callable[..., T | Deferred[T]], *args: Any) -> Deferred[T]:
         if self._closed:
             return fail(Refused("busy", "the supplier is stopping"))
         lock = self._queues.setdefault(idurl, DeferredLock())
         if len(lock.waiting) >= MAX_QUEUED:
             return fail(Refused("busy", f"{MAX_QUEUED} of your requests are queued already"))
-        running: Deferred[T] = lock.run(fn, *args)
+        running: Deferred[T] = lock.run(fn, *args)  # type: ignore[call-overload]  # maybeDeferred inside: T or Deferred[T]
         return running.addBoth(self._release, idurl)
 
     def _release(self, result: T, idurl: str) -> T:
@@ -392,7 +398,7 @@ class SupplierStore:
         return result
 
     def _in_thread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args)
+        return self._disk.run(fn, *args)
 
     def _save_soon(self) -> None:
         if self._closed:
