@@ -17,12 +17,19 @@ from bitdust.util.crashpoint import crashpoint
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | memoryview, mode: int = 0o644,
-                 point: str | None = None) -> None:
+                 point: str | None = None, keep_cached: bool = True) -> None:
     """Write ``data`` to ``path`` via temp file + fsync + rename, with ``mode`` bits.
 
     ``point`` names this write's crash points for the crash tests
     (:mod:`bitdust.util.crashpoint`): ``<point>.mid_temp_write``, ``<point>.after_temp_write``
     and ``<point>.after_rename``.
+
+    ``keep_cached=False`` is for bulk data written once and seldom read back (a supplier's
+    pieces): once the bytes are on disk their page-cache pages are let go. Keeping them
+    only pushes out what the machine does read; and the next file written then reuses
+    pages just freed, instead of fresh ones the kernel must find and, in a VM, the host
+    must back: writing a 1 MB piece took 2.4-2.5 ms of system CPU here, 0.7-0.8 with the
+    pages let go (``bench/disk.py``).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +42,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | memoryview, mode: i
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
+            if not keep_cached:
+                drop_cached_pages(tmp.fileno())
         if point:
             crashpoint(f"{point}.after_temp_write")
         os.replace(tmp_name, target)
@@ -67,6 +76,14 @@ def _write_half(handle: BinaryIO, data: bytes | memoryview) -> None:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
     atomic_write(path, text.encode("utf-8"), mode)
+
+
+def drop_cached_pages(fd: int) -> None:
+    """Let the kernel forget the (clean, synced) cached pages of ``fd``'s file; a no-op
+    where ``posix_fadvise`` does not exist (macOS). Advice only: it cannot fail the write."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
