@@ -30,6 +30,7 @@ from bitdust.storage.pipeline.compress import compress_chunks
 from bitdust.storage.pipeline.decoder import RestoreDecoder
 from bitdust.storage.pipeline.encoder import BackupEncoder
 from bitdust.storage.pipeline.tar_stream import TarReader
+from bitdust.util.memory import tune_malloc
 
 BACKUP_ID = "0/F20160313043757PM"
 MB = 1024 * 1024
@@ -127,6 +128,7 @@ def bench_decode(store: Path, dest: Path, size: int, nblocks: int, ecc: EccMap, 
 
 
 def main() -> None:
+    tune_malloc()  # as the daemon does: its figures are the daemon's
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=256, help="size of the random file (MB)")
     parser.add_argument("--ecc", default="ecc/4x4")

@@ -49,3 +49,35 @@ def arenas(tmp_path: Path, mode: str) -> int:
 def test_tuned_process_keeps_one_arena_for_all_threads(tmp_path: Path) -> None:
     assert arenas(tmp_path, "default") > 1  # what the setting is for: an arena per thread
     assert arenas(tmp_path, "tuned") == 1
+
+
+BLOCK_CHILD = """
+import resource, sys
+from bitdust.util import memory
+if sys.argv[1] == "2mb":  # the threshold this module used to set: blocks above it
+    memory.MMAP_THRESHOLD = 2 * 1024 * 1024
+if not memory.tune_malloc():
+    sys.exit(3)
+size = 4 * 1024 * 1024 + 16  # a default-size backup block, sealed
+kept = bytearray(size)  # a first one, so the heap has grown once
+del kept
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    block = bytearray(size)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page, as a copy into it would
+    del block
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def block_faults(mode: str) -> int:
+    done = subprocess.run([sys.executable, "-c", BLOCK_CHILD, mode], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_tuned_process_reuses_backup_blocks_instead_of_faulting_in_new_pages() -> None:
+    pages = 20 * (4 * 1024 * 1024 // 4096)
+    assert block_faults("2mb") > pages // 2  # each block a fresh mmap, every page faulted in
+    assert block_faults("tuned") < pages // 20
