@@ -54,8 +54,10 @@ def main() -> None:
         for number in range(args.repeat):
             for keep in (False, True):
                 folder = work / f"{number}-{keep}"
+                # Kept until the end: deleting cached files would hand their pages back
+                # for the next round to reuse, which a supplier that keeps its pieces
+                # never sees.
                 results[keep].append(write_round(folder, args.pieces, data, keep))
-                shutil.rmtree(folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.pieces} pieces of {args.kb} KB, {args.repeat} alternated rounds, in {work.parent} "

@@ -28,8 +28,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | memoryview, mode: i
     pieces): once the bytes are on disk their page-cache pages are let go. Keeping them
     only pushes out what the machine does read; and the next file written then reuses
     pages just freed, instead of fresh ones the kernel must find and, in a VM, the host
-    must back: writing a 1 MB piece took 2.4-2.5 ms of system CPU here, 0.7-0.8 with the
-    pages let go (``bench/disk.py``).
+    must back: writing a 1 MB piece took 1.5-2.7 ms of system CPU here, 0.8-1.1 with the
+    pages let go (``bench/disk.py``, five runs; how much depends on the machine's memory).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

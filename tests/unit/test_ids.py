@@ -183,11 +183,13 @@ def test_piece_name_refuses_bad_numbers() -> None:
             ids.piece_name(block, supplier, kind)
 
 
-def test_piece_path_stays_under_root(tmp_path: Path) -> None:
+def test_piece_path_stays_under_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     piece_id = f"0/2/{VERSION}/5-0-Data"
     assert ids.piece_relpath(piece_id).as_posix() == f"0/2/{VERSION}/5-0-Data"
     path = ids.piece_path(tmp_path, piece_id)
-    assert path == tmp_path.resolve() / "0" / "2" / VERSION / "5-0-Data"
+    assert path == tmp_path / "0" / "2" / VERSION / "5-0-Data"
+    monkeypatch.chdir(tmp_path)
+    assert ids.piece_path("customers", piece_id) == tmp_path.resolve() / "customers" / "0" / "2" / VERSION / "5-0-Data"
     for evil in (f"../../{VERSION}/0-0-Data", f"/etc/{VERSION}/0-0-Data", f"0/{VERSION}/../0-0-Data"):
         with pytest.raises(IdError):
             ids.piece_path(tmp_path, evil)

@@ -110,7 +110,7 @@ class SupplierStore:
                  donated: Callable[[], int]) -> None:
         self._disk = CpuPool(reactor, DISK_THREADS, name="supplier-disk")
         self._clock = clock
-        self.root = customers_root
+        self.root = customers_root.resolve()
         self._donated = donated
         self.book = ContractBook()
         self._pieces: dict[str, HeldPieces] = {}
