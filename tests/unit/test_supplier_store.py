@@ -21,6 +21,7 @@ from bitdust.storage.market import ServiceRequest, customer_folder_name
 from bitdust.storage.supplier import disk
 from bitdust.storage.supplier.contracts import ContractBook, ContractsFileError
 from bitdust.storage.supplier.store import HeldPieces, Refused, SupplierStore
+from bitdust.util import fs
 from tests.integration.grid import wait_until
 
 ALICE = "http://127.0.0.1:8084/alice.xml"
@@ -156,6 +157,31 @@ def test_temp_file_never_served_and_cleaned_at_start(tmp_path: Path) -> Any:
     assert again.list_pieces(ALICE) == {PIECE: 5}
     assert (yield expect_refused(again.read_piece(ALICE, PARITY))) == "not-found"
     assert not temp.exists()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pieces_leave_the_page_cache_and_the_disk_threads_end_with_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    dropped: list[int] = []
+    real_drop = fs.drop_cached_pages
+
+    def dropping(fd: int) -> None:
+        dropped.append(fd)
+        real_drop(fd)
+
+    monkeypatch.setattr(fs, "drop_cached_pages", dropping)
+    def disk_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("supplier-disk")}
+
+    others = disk_threads()  # of stores that earlier tests left open
+    store = yield loaded(tmp_path)
+    yield store.request_service(ALICE, ServiceRequest(100, "ecc/2x2", 0))
+    yield store.store_piece(ALICE, PIECE, b"piece")
+    assert len(dropped) == 1, "a piece's pages are let go once it is on disk"
+    assert disk_threads() - others
+    yield store.close()  # contracts.json is written too, and keeps its pages
+    assert len(dropped) == 1
+    assert not disk_threads() - others
 
 
 @pytest_twisted.inlineCallbacks
