@@ -8,12 +8,15 @@ new one, never a half-written file.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from bitdust.util.crashpoint import crashpoint
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | memoryview, mode: int = 0o644,
@@ -80,10 +83,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int = 0o644
 
 def drop_cached_pages(fd: int) -> None:
     """Let the kernel forget the (clean, synced) cached pages of ``fd``'s file; a no-op
-    where ``posix_fadvise`` does not exist (macOS). Advice only: it cannot fail the write."""
+    where ``posix_fadvise`` does not exist (macOS). Advice only: a file system that
+    refuses it is logged, and the write it follows stands."""
     advise = getattr(os, "posix_fadvise", None)
-    if advise is not None:
+    if advise is None:
+        return
+    try:
         advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError as exc:
+        log.debug("page cache advice refused: %s", exc)
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
