@@ -15,10 +15,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from bitdust.services.customer import running_customer
 from bitdust.services.gateway import running_gateway
 from bitdust.services.service import Service, ServiceUnavailable
-from bitdust.storage import market
 from bitdust.storage.motion import DataMotion
-from bitdust.transport.gateway import THREAD_SIGN_BYTES, Gateway
-from bitdust.transport.packet import Command, Packet
 
 if TYPE_CHECKING:
     from bitdust.node import Node
@@ -30,7 +27,6 @@ class DataMotionService(Service):
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.motion: DataMotion | None = None
-        self._gateway: Gateway | None = None
 
     def start(self) -> Deferred[None]:
         return maybeDeferred(self._start)
@@ -39,20 +35,17 @@ class DataMotionService(Service):
         gateway = running_gateway(self.node, self.name)
         running_customer(self.node, self.name)
         config = self.node.config
-        self._gateway = gateway
         self.motion = DataMotion(
             gateway, self._supplier_at, self._is_me,
             max_in_flight=lambda: int(config.get("services/data-motion/max-in-flight")),
             max_per_supplier=lambda: int(config.get("services/data-motion/max-per-supplier")),
-            send_timeout=lambda: float(config.get("services/data-motion/send-timeout-seconds")),
-            make_data_packet=self._make_data_packet)
+            send_timeout=lambda: float(config.get("services/data-motion/send-timeout-seconds")))
         self.motion.start()
 
     def stop(self) -> Deferred[None]:
         motion, self.motion = self.motion, None
         if motion is not None:
             motion.close()
-        self._gateway = None
         return succeed(None)
 
     def _supplier_at(self, position: int) -> str | None:
@@ -68,19 +61,6 @@ class DataMotionService(Service):
         me = self.node.my_identity
         return me is not None and idurl in me.sources
 
-    def _make_data_packet(self, idurl: str, piece_id: str, data: bytes | memoryview) -> Deferred[Packet]:
-        """Join, sign and frame a piece in one pool thread: the multi-MB copies and hash
-        stay off the reactor (small pieces are cheaper inline)."""
-        gateway = self._gateway
-        if gateway is None:
-            raise ServiceUnavailable(f"{self.name} is not running")
-
-        def make() -> Packet:
-            return gateway.make_packet(Command.Data, market.encode_piece(piece_id, data), idurl)
-
-        if len(data) < THREAD_SIGN_BYTES:
-            return maybeDeferred(make)
-        return self.node.cpu_pool.run(make)
 
 
 def running_motion(node: Node, what: str) -> DataMotion:

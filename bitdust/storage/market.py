@@ -69,7 +69,7 @@ from bitdust.storage.ids import IdError, parse_backup_id, parse_piece_id
 from bitdust.transport.fail import UNAVAILABLE, FailReason, fail_reason
 
 if TYPE_CHECKING:
-    from bitdust.transport.packet import Packet
+    from bitdust.transport.packet import Buffer, Packet
 
 MAX_CONTROL_BYTES = 64 * 1024
 MAX_LIST_BYTES = 8 * 1024 * 1024
@@ -158,9 +158,15 @@ def _in_market_codes(failure: FailReason) -> FailReason:
     return failure if failure.code in FAIL_CODES else FailReason("bad-request", failure.reason)
 
 
-def encode_piece(piece_id: str, data: bytes | memoryview) -> bytes:
+def piece_parts(piece_id: str, data: bytes | memoryview) -> list[Buffer]:
+    """The payload of a piece's Data packet, as parts: ``Packet.create`` joins them where
+    it signs (a pool thread, for a big piece), not the caller on the reactor."""
     raw_id = str(parse_piece_id(piece_id)).encode("ascii")
-    return _PIECE_HEADER.pack(len(raw_id)) + raw_id + data
+    return [_PIECE_HEADER.pack(len(raw_id)) + raw_id, data]
+
+
+def encode_piece(piece_id: str, data: bytes | memoryview) -> bytes:
+    return b"".join(piece_parts(piece_id, data))
 
 
 def decode_piece(payload: bytes) -> tuple[str, memoryview]:

@@ -43,7 +43,16 @@ from bitdust.identity.document import Identity, IdentityError
 from bitdust.transport.dedupe import SeenKey, SeenPackets
 from bitdust.transport.fail import BAD_IDENTITY, UNAVAILABLE, FailReason
 from bitdust.transport.outbox import DEFAULT_RETRIES, DEFAULT_TIMEOUT, GatewayError, Outbox
-from bitdust.transport.packet import Chunks, Command, Packet, PacketError, has_magic, new_packet_id
+from bitdust.transport.packet import (
+    Chunks,
+    Command,
+    Packet,
+    PacketError,
+    Payload,
+    has_magic,
+    new_packet_id,
+    payload_size,
+)
 from bitdust.transport.stats import PacketLog, PacketRecord, PacketStats
 
 if TYPE_CHECKING:
@@ -169,7 +178,7 @@ class Gateway:
 
     # -- out ---------------------------------------------------------------------
 
-    def make_packet(self, command: Command | str, payload: bytes, remote_idurl: str,
+    def make_packet(self, command: Command | str, payload: Payload, remote_idurl: str,
                     packet_id: str | None = None) -> Packet:
         """A packet signed by this node's packet key (owner = creator = me), on the
         calling thread."""
@@ -179,12 +188,13 @@ class Gateway:
         me = self.my_idurl
         return Packet.create(command, me, me, packet_id or new_packet_id(), payload, remote_idurl, key)
 
-    def sign_packet(self, command: Command | str, payload: bytes, remote_idurl: str,
+    def sign_packet(self, command: Command | str, payload: Payload, remote_idurl: str,
                     packet_id: str | None = None) -> Deferred[Packet]:
         """:meth:`make_packet` without stalling the reactor: big payloads are signed in
         the thread pool (BLAKE3 of 1 MB is ~0.3 ms and releases the GIL, so it uses
         the second core); small ones inline, where the ~60 µs signature is cheaper than
-        the hop to a thread and back."""
+        the hop to a thread and back. A payload given in parts is joined where it is
+        signed."""
         key = self.node.packet_key
         if key is None:
             return fail(GatewayError("this node has no packet key yet"))
@@ -193,7 +203,7 @@ class Gateway:
         except GatewayError as exc:
             return fail(exc)
         args = (command, me, me, packet_id or new_packet_id(), payload, remote_idurl, key)
-        if len(payload) < THREAD_SIGN_BYTES:
+        if payload_size(payload) < THREAD_SIGN_BYTES:
             try:
                 return succeed(Packet.create(*args))
             except Exception as exc:

@@ -72,6 +72,8 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
 Buffer = bytes | bytearray | memoryview
+Payload = Buffer | list[Buffer]
+"""What :meth:`Packet.create` takes: the payload, or its parts (joined once, by create)."""
 
 
 class PacketError(ValueError):
@@ -92,6 +94,10 @@ class Command(enum.StrEnum):
     DeleteBackup = "DeleteBackup"
     Message = "Message"
     Broadcast = "Broadcast"
+
+
+def payload_size(payload: Payload) -> int:
+    return sum(len(part) for part in payload) if isinstance(payload, list) else len(payload)
 
 
 def now_ms() -> int:
@@ -164,16 +170,18 @@ class Packet:
         owner_id: str,
         creator_id: str,
         packet_id: str,
-        payload: bytes,
+        payload: Payload,
         remote_id: str,
         private_key: PacketSigningKey,
         date: int | None = None,
     ) -> Packet:
         """Build, sign and frame a packet; KeyID is the fingerprint of the packet key.
 
-        Framed here because every packet made is sent, and its frame is what the
-        transports carry: a sender makes a big packet in the CPU pool, so the 1 MB join
-        of its frame is done there too, not later on the reactor by the outbox.
+        ``payload`` may come in parts (a piece's header, then the piece): they are joined
+        here, so a caller that signs in a thread joins there too. Framed here because
+        every packet made is sent, and its frame is what the transports carry: a sender
+        makes a big packet in the CPU pool, so the 1 MB join of its frame is done there
+        too, not later on the reactor by the outbox.
         Refuses an RSA key loudly: a packet signed with the identity key would only be
         dropped by every receiver, far from the mistake.
         """
@@ -186,7 +194,7 @@ class Packet:
             creator_id=creator_id,
             packet_id=packet_id,
             date=now_ms() if date is None else date,
-            payload=bytes(payload),
+            payload=b"".join(payload) if isinstance(payload, list) else bytes(payload),
             remote_id=remote_id,
             key_id=private_key.fingerprint(),
         )

@@ -20,7 +20,7 @@ from bitdust.storage.motion.orator import ASKING, READY, ListFilesOrator
 from bitdust.storage.motion.throttle import Throttle
 from bitdust.transport.fail import FailReason
 from bitdust.transport.outbox import GatewayTimeout
-from bitdust.transport.packet import Command
+from bitdust.transport.packet import Command, Payload
 
 ME = "http://127.0.0.1:1/me.xml"
 PIECE = "0/1/F20240101120000PM/0-1-Data"
@@ -56,8 +56,9 @@ class FakeWire:
         self.handlers: dict[Command, list[Callable[[Any], Any]]] = {}
         self._n = 0
 
-    def sign_packet(self, command: Command | str, payload: bytes, remote_idurl: str,
+    def sign_packet(self, command: Command | str, payload: Payload, remote_idurl: str,
                     packet_id: str | None = None) -> Deferred[Any]:
+        payload = b"".join(payload) if isinstance(payload, list) else bytes(payload)  # as Packet.create does
         self._n += 1
         return succeed(FakePacket(Command(command), packet_id or f"p{self._n}", payload, ME, ME))
 

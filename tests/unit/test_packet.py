@@ -26,6 +26,7 @@ from bitdust.transport.packet import (
     frame_body,
     has_magic,
     new_packet_id,
+    payload_size,
 )
 
 ALICE = "http://127.0.0.1:8084/alice.xml"
@@ -84,6 +85,16 @@ def test_frame_is_the_wire_bytes_after_their_length(packet: Packet, wire: bytes)
     for not_a_frame in (wire, frame[:-1], frame + b"x", b"\x00\x00"):
         with pytest.raises(PacketError):
             frame_body(not_a_frame)
+
+def test_payload_in_parts_is_the_same_packet(packet: Packet, key: PacketSigningKey) -> None:
+    """A piece's header and bytes are given apart (joined where the packet is signed)."""
+    parts: list[bytes | bytearray | memoryview] = [
+        b"\x00piece", memoryview(b"\xff\x00piece\xff"), bytearray(b"\x00piece\xff")]
+    assert payload_size(parts) == len(packet.payload)
+    made = Packet.create(Command.Data, ALICE, ALICE, "0/0/1/F1/0-1-Data", parts, BOB, key, DATE_MS)
+    assert made.payload == packet.payload and isinstance(made.payload, bytes)
+    assert made.frame() == packet.frame()
+
 
 
 def test_payload_is_raw_not_encoded(wire: bytes) -> None:

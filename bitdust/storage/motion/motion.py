@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
-from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks
 from twisted.python.failure import Failure
 
 from bitdust.storage import market
@@ -27,7 +27,7 @@ from bitdust.storage.ids import IdError, parse_backup_id, parse_piece_id
 from bitdust.storage.motion.errors import MotionBusy, MotionError, NoSupplier, PieceRefused, PieceTimeout
 from bitdust.storage.motion.throttle import Throttle
 from bitdust.transport.outbox import GatewayBusy, GatewayError
-from bitdust.transport.packet import Command, Packet
+from bitdust.transport.packet import Command, Packet, Payload
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ DELETE_CHUNK = 400
 class Wire(Protocol):
     """What DataMotion needs from the gateway (a fake in unit tests)."""
 
-    def sign_packet(self, command: Command | str, payload: bytes, remote_idurl: str,
+    def sign_packet(self, command: Command | str, payload: Payload, remote_idurl: str,
                     packet_id: str | None = None) -> Deferred[Packet]: ...
 
     def outbox(self, packet: Packet, remote_idurl: str | None = None, wait_ack: bool = True,
@@ -56,13 +56,11 @@ class Wire(Protocol):
 class DataMotion:
     def __init__(self, wire: Wire, supplier_at: Callable[[int], str | None], is_me: Callable[[str], bool],
                  max_in_flight: Callable[[], int], max_per_supplier: Callable[[], int],
-                 send_timeout: Callable[[], float],
-                 make_data_packet: Callable[[str, str, bytes | memoryview], Deferred[Packet]] | None = None) -> None:
+                 send_timeout: Callable[[], float]) -> None:
         self.wire = wire
         self._supplier_at = supplier_at
         self._is_me = is_me
         self._send_timeout = send_timeout
-        self._make_data_packet = make_data_packet or self._sign_data
         self.sends = Throttle(max_in_flight, max_per_supplier, MAX_WAITING)
         self.retrieves = Throttle(max_in_flight, max_per_supplier, MAX_WAITING)
         self._awaited: dict[tuple[str, str], tuple[str, Deferred[bytes], Deferred[Packet | None]]] = {}
@@ -120,7 +118,7 @@ class DataMotion:
         idurl = self._idurl(position)
         if self._silent.get(idurl, 0) >= number:
             raise PieceTimeout(f"piece {piece_id}: {idurl} let an earlier piece time out; not sent")
-        packet = yield self._make_data_packet(idurl, piece_id, data)
+        packet = yield self.wire.sign_packet(Command.Data, market.piece_parts(piece_id, data), idurl)
         try:
             reply = yield self._ask(packet, idurl, self._send_timeout())
         except PieceTimeout:
@@ -131,10 +129,6 @@ class DataMotion:
             raise
         self._silent.pop(idurl, None)  # it answered (Ack or Fail): it is there
         _check_ack(reply, f"piece {piece_id}")
-
-    def _sign_data(self, idurl: str, piece_id: str, data: bytes | memoryview) -> Deferred[Packet]:
-        return maybeDeferred(market.encode_piece, piece_id, data).addCallback(
-            lambda frame: self.wire.sign_packet(Command.Data, frame, idurl))
 
     # -- retrieving -----------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ class SupplierHandlers:
         if key is None:
             raise RuntimeError("this node has no packet key")
         return Packet.create(Command.Data, request.creator_id, self.gateway.my_idurl, request.packet_id,
-                             market.encode_piece(piece_id, data), request.creator_id, key)
+                             market.piece_parts(piece_id, data), request.creator_id, key)
 
     def on_list_files(self, packet: Packet) -> Deferred[Any]:
         def work() -> Deferred[Any]:
