@@ -185,6 +185,31 @@ def test_pieces_leave_the_page_cache_and_the_disk_threads_end_with_the_store(
 
 
 @pytest_twisted.inlineCallbacks
+def test_close_waits_for_a_read_in_flight_without_blocking_and_refuses_later_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    store = yield loaded(tmp_path)
+    yield store.request_service(ALICE, ServiceRequest(100, "ecc/2x2", 0))
+    yield store.store_piece(ALICE, PIECE, b"piece")
+    disk_is_slow = threading.Event()
+    real_read = disk.read_piece
+
+    def slow_read(folder: Path, piece_id: str) -> bytes:
+        assert disk_is_slow.wait(10), "the test never let the read finish"
+        return real_read(folder, piece_id)
+
+    monkeypatch.setattr(disk, "read_piece", slow_read)
+    reading = store.read_piece(ALICE, PIECE)
+    closing = store.close()
+    # Had close() stopped the disk threads now, the reactor thread would be stuck in a
+    # join of the reading thread (and close would have fired, the read still running).
+    assert not closing.called, "close waits for the read, as a Deferred"
+    assert (yield expect_refused(store.read_piece(ALICE, PIECE))) == "busy"
+    disk_is_slow.set()
+    assert (yield reading) == b"piece"
+    yield closing
+
+
+@pytest_twisted.inlineCallbacks
 def test_accounting_survives_reload_and_heals_drift(tmp_path: Path) -> Any:
     store = yield loaded(tmp_path)
     yield store.request_service(ALICE, ServiceRequest(100, "ecc/4x4", 3))

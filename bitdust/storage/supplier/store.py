@@ -115,7 +115,8 @@ class SupplierStore:
         self.book = ContractBook()
         self._pieces: dict[str, HeldPieces] = {}
         self._queues: dict[str, DeferredLock] = {}
-        self._reads: dict[str, int] = {}
+        self._reads: dict[str, int] = {}  # customer -> reads in flight
+        self._reading: set[Deferred[bytes]] = set()  # every read in flight, for close() to wait on
         self._writes: dict[str, dict[Deferred[int], int]] = {}  # customer -> write in flight -> bytes reserved
         self._writer = CoalescingWriter(reactor, contracts_file, self.book_bytes)
         self._contracts_file = contracts_file
@@ -148,13 +149,18 @@ class SupplierStore:
     def close(self) -> Any:
         """Refuse new work, let queued work finish, write the latest contact times and
         usage: a store of the next start (same process or not) then reads all of it,
-        and no late timer of this one overwrites that store's file."""
+        and no late timer of this one overwrites that store's file.
+
+        Writes and reads in flight are waited for here, as Deferreds, so the disk threads
+        are idle by the time they are stopped (stopping joins them on the reactor
+        thread, which must not wait there for a disk)."""
         self._closed = True
         for lock in list(self._queues.values()):
             yield lock.acquire()
             lock.release()
         for idurl in list(self._writes):
             yield self._writes_landed(idurl)
+        yield DeferredList(list(self._reading), consumeErrors=True)
         if self._save_timer is not None and self._save_timer.active():
             self._save_timer.cancel()
         self._save_timer = None
@@ -321,17 +327,22 @@ class SupplierStore:
     @inlineCallbacks
     def read_piece(self, idurl: str, piece_id: str) -> Any:
         """The piece's bytes; Refused not-found when the index does not list it."""
+        if self._closed:
+            raise Refused("busy", "the supplier is stopping")
         self._contracted(idurl)
         if piece_id not in self._pieces.get(idurl, ()):
             raise Refused("not-found", f"no piece {piece_id} here")
         if self._reads.get(idurl, 0) >= MAX_READS:
             raise Refused("busy", f"{MAX_READS} pieces are being read for you already")
         self._reads[idurl] = self._reads.get(idurl, 0) + 1
+        reading = self._in_thread(disk.read_piece, self.folder(idurl), piece_id)
+        self._reading.add(reading)
         try:
-            data = yield self._in_thread(disk.read_piece, self.folder(idurl), piece_id)
+            data = yield reading
         except FileNotFoundError:
             raise Refused("not-found", f"no piece {piece_id} here") from None
         finally:
+            self._reading.discard(reading)
             self._reads[idurl] -= 1
             if not self._reads[idurl]:
                 del self._reads[idurl]
