@@ -8,7 +8,7 @@ pieces travel as raw bytes behind a short binary header (no base64).
 |----------------|----------|------------------------------------------|-------------------------------|
 | RequestService | customer | ServiceRequest JSON                      | Ack(ServiceOffer) or Fail     |
 | CancelService  | customer | ``{}``                                   | Ack; supplier drops our data  |
-| Data           | customer | piece frame (piece ID + bytes)           | Ack or Fail (over quota, ...) |
+| Data           | customer | piece frame (1-8 pieces: IDs + bytes)    | Ack or Fail (over quota, ...) |
 | Retrieve       | customer | ``{"piece": <piece ID>}``                | Data(piece frame) or Fail     |
 | ListFiles      | customer | ``{}``                                   | Files(FileList JSON)          |
 | DeleteFile     | customer | ``{"pieces": [<piece ID>, ...]}``        | Ack                           |
@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +74,11 @@ if TYPE_CHECKING:
 
 MAX_CONTROL_BYTES = 64 * 1024
 MAX_LIST_BYTES = 8 * 1024 * 1024
-_PIECE_HEADER = struct.Struct(">H")
+_PIECE_COUNT = struct.Struct(">B")
+_PIECE_HEADER = struct.Struct(">H")  # the length of a piece ID, before it
+_PIECE_SIZE = struct.Struct(">I")  # the size of a piece, after its ID
+MAX_PIECES_PER_PACKET = 8
+"""A backup sends a supplier its Data and Parity piece of a block in one packet."""
 
 FAIL_CODES = ("no-space", "over-quota", "not-found", "not-owner", "rejected", "bad-request", "busy", UNAVAILABLE)
 
@@ -158,30 +163,76 @@ def _in_market_codes(failure: FailReason) -> FailReason:
     return failure if failure.code in FAIL_CODES else FailReason("bad-request", failure.reason)
 
 
-def piece_parts(piece_id: str, data: bytes | memoryview) -> list[Buffer]:
-    """The payload of a piece's Data packet, as parts: ``Packet.create`` joins them where
-    it signs (a pool thread, for a big piece), not the caller on the reactor."""
-    raw_id = str(parse_piece_id(piece_id)).encode("ascii")
-    return [_PIECE_HEADER.pack(len(raw_id)) + raw_id, data]
+def pieces_parts(pieces: Sequence[tuple[str, Buffer]]) -> list[Buffer]:
+    """The payload of a Data packet carrying ``pieces`` (piece ID, bytes), as parts: a
+    header naming every piece and its size, then the pieces' bytes as they are.
+    ``Packet.create`` joins the parts where it signs (a pool thread, for big pieces)."""
+    if not 1 <= len(pieces) <= MAX_PIECES_PER_PACKET:
+        raise ProtocolError(f"a Data packet carries 1 to {MAX_PIECES_PER_PACKET} pieces, not {len(pieces)}")
+    if len({piece_id for piece_id, _data in pieces}) != len(pieces):
+        raise ProtocolError("a piece is named twice in one Data packet")
+    header = [_PIECE_COUNT.pack(len(pieces))]
+    for piece_id, data in pieces:
+        raw_id = str(parse_piece_id(piece_id)).encode("ascii")
+        header.append(_PIECE_HEADER.pack(len(raw_id)) + raw_id + _PIECE_SIZE.pack(len(data)))
+    return [b"".join(header), *(data for _piece_id, data in pieces)]
 
 
-def encode_piece(piece_id: str, data: bytes | memoryview) -> bytes:
+def piece_parts(piece_id: str, data: Buffer) -> list[Buffer]:
+    return pieces_parts([(piece_id, data)])
+
+
+def encode_piece(piece_id: str, data: Buffer) -> bytes:
     return b"".join(piece_parts(piece_id, data))
 
 
-def decode_piece(payload: bytes) -> tuple[str, memoryview]:
-    """(piece ID, bytes) of a piece frame; the bytes are a view, not a copy."""
-    if len(payload) < _PIECE_HEADER.size:
-        raise ProtocolError("piece frame is truncated")
-    (id_len,) = _PIECE_HEADER.unpack_from(payload)
-    end = _PIECE_HEADER.size + id_len
-    if len(payload) < end:
-        raise ProtocolError("piece frame is truncated")
+def decode_pieces(payload: bytes) -> list[tuple[str, memoryview]]:
+    """(piece ID, bytes) of every piece of a Data payload; the bytes are views, not
+    copies. ProtocolError for anything but the exact format: a count out of range, a
+    size that overruns, bytes left over, a bad or repeated piece ID."""
+    view = memoryview(payload)
     try:
-        piece_id = str(parse_piece_id(bytes(payload[_PIECE_HEADER.size:end]).decode("ascii")))
+        (count,) = _PIECE_COUNT.unpack_from(view)
+        offset = _PIECE_COUNT.size
+        named: list[tuple[str, int]] = []
+        for _ in range(count if 1 <= count <= MAX_PIECES_PER_PACKET else 0):
+            (id_len,) = _PIECE_HEADER.unpack_from(view, offset)
+            offset += _PIECE_HEADER.size
+            raw_id = bytes(view[offset:offset + id_len])
+            if len(raw_id) != id_len:
+                raise ProtocolError("piece frame is truncated")
+            offset += id_len
+            (size,) = _PIECE_SIZE.unpack_from(view, offset)
+            offset += _PIECE_SIZE.size
+            named.append((_piece_id_from(raw_id), size))
+    except struct.error:
+        raise ProtocolError("piece frame is truncated") from None
+    if not named:
+        raise ProtocolError(f"a Data packet carries 1 to {MAX_PIECES_PER_PACKET} pieces, not {count}")
+    if len({piece_id for piece_id, _size in named}) != len(named):
+        raise ProtocolError("a piece is named twice in one Data packet")
+    if offset + sum(size for _piece_id, size in named) != len(view):
+        raise ProtocolError("piece sizes do not add up to the payload")
+    pieces = []
+    for piece_id, size in named:
+        pieces.append((piece_id, view[offset:offset + size]))
+        offset += size
+    return pieces
+
+
+def decode_piece(payload: bytes) -> tuple[str, memoryview]:
+    """The one piece of a Data payload (an answer to Retrieve carries exactly one)."""
+    pieces = decode_pieces(payload)
+    if len(pieces) != 1:
+        raise ProtocolError(f"expected one piece, got {len(pieces)}")
+    return pieces[0]
+
+
+def _piece_id_from(raw_id: bytes) -> str:
+    try:
+        return str(parse_piece_id(raw_id.decode("ascii")))
     except (UnicodeDecodeError, IdError) as exc:
         raise ProtocolError(f"bad piece ID: {exc}") from None
-    return piece_id, memoryview(payload)[end:]
 
 
 def encode_retrieve(piece_id: str) -> bytes:

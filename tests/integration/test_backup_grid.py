@@ -125,18 +125,22 @@ def test_backup_of_a_folder_lands_on_the_right_suppliers(grid: list[Node], tmp_p
     top = make_tree(tmp_path)
     motion = service(customer, DataMotionService).motion
     assert motion is not None
-    real_send = motion.send_piece
+    real_send = motion.send_pieces
     acks: list[tuple[str, int]] = []
+    packets: list[list[str]] = []
 
-    def watching(position: int, piece_id: str, data: bytes) -> Deferred[None]:
+    def watching(position: int, pieces: list[tuple[str, bytes]]) -> Deferred[None]:
+        names = [piece_id for piece_id, _data in pieces]
+        packets.append(names)
+
         def acked(result: None) -> None:
             visible = api(customer, "backups_id_list")["result"]
-            acks.append((piece_id, len(visible)))
+            acks.extend((piece_id, len(visible)) for piece_id in names)
             return result
 
-        return real_send(position, piece_id, data).addCallback(acked)
+        return real_send(position, pieces).addCallback(acked)
 
-    motion.send_piece = watching  # type: ignore[method-assign]
+    motion.send_pieces = watching  # type: ignore[method-assign]
     try:
         answer = yield api(customer, "backup_start_path", str(top))
         assert answer["status"] == "OK", answer
@@ -153,12 +157,15 @@ def test_backup_of_a_folder_lands_on_the_right_suppliers(grid: list[Node], tmp_p
         state = yield within(job.finished, WAIT, reactor)
         assert state == "DONE", job.error
     finally:
-        motion.send_piece = real_send  # type: ignore[method-assign]
+        motion.send_pieces = real_send  # type: ignore[method-assign]
     catalog = service(customer, BackupDbService).catalog
     _item, version = catalog.version(backup_id)
     assert version.complete and version.blocks >= 6 and version.ecc == "ecc/4x4"
     data_acks = [a for a in acks if not a[0].startswith(CATALOG_PATH_ID)]
     assert len(data_acks) == 8 * version.blocks
+    data_packets = [names for names in packets if not names[0].startswith(CATALOG_PATH_ID)]
+    assert len(data_packets) == 4 * version.blocks, "a block's Data and Parity for a supplier share a packet"
+    assert all([n.rsplit("-", 1)[1] for n in names] == ["Data", "Parity"] for names in data_packets)
     assert all(visible == 0 for _piece, visible in data_acks), "visible before every piece was acknowledged"
     listed = api(customer, "backups_id_list")["result"]
     assert [row["backupid"] for row in listed] == [backup_id] and listed[0]["path"] == str(top)

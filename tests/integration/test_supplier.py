@@ -234,6 +234,30 @@ def test_contracts_pieces_and_the_api(net: Any) -> Any:
 
 
 @pytest_twisted.inlineCallbacks
+def test_one_data_packet_stores_several_pieces_and_the_first_refusal_answers(net: Any) -> Any:
+    supplier = yield net.start("sup", 0, supplier=True, config={"services/supplier/donated-space": 10 * 1024})
+    alice = Driver((yield net.start("alice", 1)))
+    assert (yield alice.ask(supplier, Command.RequestService,
+                            market.ServiceRequest(6 * 1024, "ecc/4x4", 0).encode())).command is Command.Ack
+    folder = supplier.home.customers / market.customer_folder_name(alice.idurl)
+
+    block = b"".join(market.pieces_parts([(PIECE, b"d" * 2048), (PARITY, b"p" * 2048)]))
+    assert (yield alice.ask(supplier, Command.Data, block)).command is Command.Ack
+    assert (folder / PIECE).read_bytes() == b"d" * 2048 and (folder / PARITY).read_bytes() == b"p" * 2048
+
+    # The second piece would exceed the quota: the answer is its refusal; the first stays.
+    later_parity = LATER.replace("Data", "Parity")
+    over = b"".join(market.pieces_parts([(LATER, b"l" * 1024), (later_parity, b"q" * 2048)]))
+    assert fail_code((yield alice.ask(supplier, Command.Data, over))) == "over-quota"
+    assert (folder / LATER).read_bytes() == b"l" * 1024 and not (folder / later_parity).exists()
+    assert supplier_service(supplier).running_store().used(alice.idurl) == 5 * 1024
+
+    for malformed in (b"\x00", b"\x01\x00\x04abcd", block[:-1]):
+        assert fail_code((yield alice.ask(supplier, Command.Data, malformed))) == "bad-request"
+    assert supplier_service(supplier).running_store().used(alice.idurl) == 5 * 1024
+
+
+@pytest_twisted.inlineCallbacks
 def test_customers_ping_tracks_online_and_offline(net: Any) -> Any:
     supplier = yield net.start("sup", 0, supplier=True)
     alice = Driver((yield net.start("alice", 1)))

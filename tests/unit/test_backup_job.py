@@ -20,6 +20,7 @@ class FakeIO:
         self.calls: list[str] = []
         self.encodes: list[Deferred[EncodedBlock | None]] = []
         self.sends: dict[str, Deferred[None]] = {}
+        self.packets: list[tuple[int, list[str]]] = []
         self.next = 0
         self.suppliers_wait: Deferred[None] | None = None  # None: every supplier is connected
 
@@ -51,9 +52,12 @@ class FakeIO:
     def bytes_read(self) -> int:
         return 100 * self.next
 
-    def send(self, position: int, piece_id: str, data: bytes) -> Deferred[None]:
+    def send(self, position: int, pieces: list[tuple[str, bytes | memoryview]]) -> Deferred[None]:
+        """One Deferred per packet, found under each of its pieces' IDs."""
         d: Deferred[None] = Deferred()
-        self.sends[piece_id] = d
+        self.packets.append((position, [piece_id for piece_id, _data in pieces]))
+        for piece_id, _data in pieces:
+            self.sends[piece_id] = d
         return d
 
     def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> Deferred[None]:
@@ -64,6 +68,10 @@ class FakeIO:
     def discard(self, backup_id: str) -> Deferred[None]:
         self.calls.append("discard")
         return succeed(None)
+
+    def ack(self, piece_id: str) -> None:
+        if not self.sends[piece_id].called:
+            self.sends[piece_id].callback(None)
 
     def ack_all(self) -> None:
         for d in list(self.sends.values()):
@@ -92,8 +100,12 @@ def test_window_bounds_blocks_ahead_and_completion_waits_for_every_ack() -> None
     assert len(io.encodes) == WINDOW - 1  # full window: no more reading until Acks come
     names = sorted(io.sends)
     assert names[:4] == [f"{BACKUP}/0-0-Data", f"{BACKUP}/0-0-Parity", f"{BACKUP}/0-1-Data", f"{BACKUP}/0-1-Parity"]
-    for name in [n for n in names if "/0-" in n]:
-        io.sends[name].callback(None)
+    # One packet per supplier and block, its Data and Parity piece together.
+    assert io.packets[:2] == [(0, [f"{BACKUP}/0-0-Data", f"{BACKUP}/0-0-Parity"]),
+                              (1, [f"{BACKUP}/0-1-Data", f"{BACKUP}/0-1-Parity"])]
+    io.ack(f"{BACKUP}/0-0-Data")
+    assert len(io.encodes) == WINDOW - 1 and job.unacked[0] == 2  # both pieces of that packet counted
+    io.ack(f"{BACKUP}/0-1-Data")
     assert len(io.encodes) == WINDOW  # block 0 acknowledged: one more block is read
     io.produce()  # block WINDOW - 1 fills the window again
     assert all(e.called for e in io.encodes)
@@ -126,7 +138,8 @@ def test_refused_piece_fails_after_the_others_settle_and_discards() -> None:
     io.produce()
     first = sorted(io.sends)
     io.sends[first[0]].errback(RuntimeError("over-quota: full"))
-    assert job.state == "CLEANUP" and "discard" not in io.calls  # three pieces still in the air
+    assert job.state == "CLEANUP" and "discard" not in io.calls  # the other packet is still in the air
+    assert job.outstanding == 2
     io.produce()  # a block read meanwhile is not sent
     assert len(io.sends) == 4
     io.ack_all()

@@ -37,16 +37,45 @@ def test_piece_frame_round_trip() -> None:
     assert bytes(data) == b"\x00payload"
 
 
-@pytest.mark.parametrize("piece_id", ["../../etc/passwd", "/abs/F20160313043757PM/1-1-Data", "0/1/x/1-1-Data"])
-def test_piece_frame_refuses_bad_ids(piece_id: str) -> None:
-    raw = piece_id.encode()
-    with pytest.raises(market.ProtocolError):
-        market.decode_piece(len(raw).to_bytes(2, "big") + raw + b"data")
+PARITY = "0/1/F20160313043757PM/3-2-Parity"
+
+
+def test_a_data_packet_carries_several_pieces_and_decoding_copies_nothing() -> None:
+    payload = b"".join(market.pieces_parts([(PIECE, b"\x00data"), (PARITY, memoryview(b"parity!"))]))
+    pieces = market.decode_pieces(payload)
+    assert [(p, bytes(d)) for p, d in pieces] == [(PIECE, b"\x00data"), (PARITY, b"parity!")]
+    assert all(d.obj is payload for _p, d in pieces)
+    with pytest.raises(market.ProtocolError, match="expected one piece"):
+        market.decode_piece(payload)  # an answer to Retrieve carries exactly one
+
+
+def _frame(*named: tuple[str, int], count: int | None = None, tail: bytes = b"") -> bytes:
+    header = bytes([len(named) if count is None else count])
+    for piece_id, size in named:
+        header += len(piece_id).to_bytes(2, "big") + piece_id.encode() + size.to_bytes(4, "big")
+    return header + b"x" * sum(size for _p, size in named) + tail
+
+
+@pytest.mark.parametrize(("payload", "why"), [
+    (b"", "truncated"),
+    (_frame(), "1 to 8 pieces"),
+    (_frame(*[(f"0/1/F20160313043757PM/{n}-0-Data", 1) for n in range(9)]), "1 to 8 pieces"),
+    (_frame((PIECE, 4), count=2), "truncated"),
+    (_frame((PIECE, 4), (PIECE, 4)), "named twice"),
+    (_frame((PIECE, 4), tail=b"!"), "do not add up"),
+    (_frame((PIECE, 4))[:-1], "do not add up"),
+    (_frame(("../../etc/passwd", 4)), "bad piece ID"),
+    (_frame(("/abs/F20160313043757PM/1-1-Data", 4)), "bad piece ID"),
+    (_frame(("0/1/x/1-1-Data", 4)), "bad piece ID"),
+])
+def test_piece_frame_refuses_malformed(payload: bytes, why: str) -> None:
+    with pytest.raises(market.ProtocolError, match=why):
+        market.decode_pieces(payload)
 
 
 @given(st.binary(max_size=300))
 def test_decoders_raise_only_protocol_errors(payload: bytes) -> None:
-    for decode in (market.decode_piece, market.decode_retrieve, market.decode_delete_pieces,
+    for decode in (market.decode_piece, market.decode_pieces, market.decode_retrieve, market.decode_delete_pieces,
                    market.decode_delete_backups, market.decode_file_list, market.ServiceRequest.decode,
                    market.ServiceOffer.decode):
         try:

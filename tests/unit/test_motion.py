@@ -126,6 +126,21 @@ def test_send_ack_fires_none_and_fail_is_refused() -> None:
     assert refused[0].value.code == "over-quota"
 
 
+def test_pieces_for_one_supplier_go_in_one_packet_and_one_ack_answers_them() -> None:
+    motion, wire = make_motion(Clock())
+    parity = piece(0, 0).replace("Data", "Parity")
+    done = results(motion.send_pieces(0, [(piece(0, 0), b"data"), (parity, memoryview(b"parity"))]))
+    assert len(wire.sent) == 1 and wire.sent[0].remote == sup(0)
+    assert [(p, bytes(d)) for p, d in market.decode_pieces(wire.sent[0].packet.payload)] == [
+        (piece(0, 0), b"data"), (parity, b"parity")]
+    wire.answer(0, Command.Ack)
+    assert done == [None]
+    for bad in ([], [(piece(0, 0), b"a"), (piece(0, 0), b"b")]):
+        refused = results(motion.send_pieces(0, bad))
+        assert isinstance(refused[0], Failure) and refused[0].check(market.ProtocolError)
+    assert len(wire.sent) == 1
+
+
 def test_send_timeout_and_no_supplier() -> None:
     clock = Clock()
     motion, _wire = make_motion(clock)

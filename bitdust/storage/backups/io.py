@@ -143,15 +143,19 @@ class RealJobIO:
     def bytes_read(self) -> int:
         return self._encoder.bytes_read if self._encoder is not None else 0
 
-    def send(self, position: int, piece_id: str, data: bytes | memoryview) -> Deferred[None]:
-        sending = self.parts.motion.send_piece(position, piece_id, data)
+    def send(self, position: int, pieces: list[tuple[str, bytes | memoryview]]) -> Deferred[None]:
+        sending = self.parts.motion.send_pieces(position, pieces)
         if not self.parts.keep_local():
             return sending
 
         def also_local(_acked: None) -> Deferred[None]:
-            writing = self.parts.worker.run(disk.write_piece, self.parts.local_root, piece_id, data)
-            return writing.addCallbacks(lambda _size: None, lambda f: log.warning(
-                "local copy of %s not written: %s", piece_id, f.getErrorMessage()))
+            def write_all() -> None:
+                for piece_id, data in pieces:
+                    disk.write_piece(self.parts.local_root, piece_id, data)
+
+            writing = self.parts.worker.run(write_all)
+            return writing.addErrback(lambda f: log.warning(
+                "local copies of %s not written: %s", ", ".join(p for p, _d in pieces), f.getErrorMessage()))
 
         return sending.addCallback(also_local)
 

@@ -76,7 +76,8 @@ class JobIO(Protocol):
 
     def bytes_read(self) -> int: ...
 
-    def send(self, position: int, piece_id: str, data: bytes | memoryview) -> Deferred[None]: ...
+    def send(self, position: int, pieces: list[tuple[str, bytes | memoryview]]) -> Deferred[None]:
+        """A block's pieces for one supplier (its Data and Parity), acknowledged together."""
 
     def complete(self, backup_id: str, blocks: int, size: int, source_size: int) -> Deferred[None]:
         """Mark the version complete in the catalog; fires once that is saved."""
@@ -199,18 +200,32 @@ class BackupJob(Automat):
         self.event("eof" if block is None else "block", block)
 
     def do_send_block(self, block: EncodedBlock) -> None:
+        """Each supplier gets its pieces of the block (Data and Parity) in one packet:
+        half the packets, Acks and signatures of a piece apiece. Acks and failures still
+        count piece by piece."""
         assert self.opened is not None
         ecc = self.opened.ecc
         self.blocks = max(self.blocks, block.number + 1)
         self.unacked[block.number] = len(block.shares)
+        per_supplier: dict[int, list[tuple[str, bytes | memoryview]]] = {}
         for index, share in enumerate(block.shares):
             supplier, kind = ecc.share_owner(index)
-            piece_id = make_piece_id(self.backup_id, block.number, supplier, kind)
+            per_supplier.setdefault(supplier, []).append(
+                (make_piece_id(self.backup_id, block.number, supplier, kind), share))
             self.outstanding += 1
             self.sent_bytes += len(share)
-            self.io.send(supplier, piece_id, share).addCallbacks(
-                lambda _r, n=block.number: self.event("acked", n),
-                lambda f: self.event("piece-failed", f.getErrorMessage()))
+        for supplier, pieces in per_supplier.items():
+            self.io.send(supplier, pieces).addCallbacks(
+                self._pieces_acked, self._pieces_failed,
+                callbackArgs=(block.number, len(pieces)), errbackArgs=(len(pieces),))
+
+    def _pieces_acked(self, _result: None, number: int, pieces: int) -> None:
+        for _ in range(pieces):
+            self.event("acked", number)
+
+    def _pieces_failed(self, failure: Failure, pieces: int) -> None:
+        for _ in range(pieces):
+            self.event("piece-failed", failure.getErrorMessage())
 
     def do_note_eof(self, *_args: Any) -> None:
         self.eof = True

@@ -16,7 +16,7 @@ that never comes. A Fail for the Retrieve resolves that send: ``not-found`` & co
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks
@@ -27,7 +27,7 @@ from bitdust.storage.ids import IdError, parse_backup_id, parse_piece_id
 from bitdust.storage.motion.errors import MotionBusy, MotionError, NoSupplier, PieceRefused, PieceTimeout
 from bitdust.storage.motion.throttle import Throttle
 from bitdust.transport.outbox import GatewayBusy, GatewayError
-from bitdust.transport.packet import Command, Packet, Payload
+from bitdust.transport.packet import Buffer, Command, Packet, Payload
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +95,30 @@ class DataMotion:
 
     # -- sending --------------------------------------------------------------------------
 
-    def send_piece(self, position: int, piece_id: str, data: bytes | memoryview) -> Deferred[None]:
+    def send_piece(self, position: int, piece_id: str, data: Buffer) -> Deferred[None]:
         """The piece to the supplier at ``position`` (resolved when its turn comes, so a
         piece queued across a replacement goes to the new supplier)."""
+        return self.send_pieces(position, [(piece_id, data)])
+
+    def send_pieces(self, position: int, pieces: Sequence[tuple[str, Buffer]]) -> Deferred[None]:
+        """Several pieces to one supplier in one Data packet, acknowledged together: a
+        backup sends a block's Data and Parity piece for the same supplier so. A packet
+        costs both ends about as much CPU as a megabyte of its bytes (signing, checking,
+        the Ack, its trip through Python), whatever its size."""
         if self._closed:
             return fail(MotionError("data motion stopped"))
         try:
-            piece_id = str(parse_piece_id(piece_id))
-        except IdError as exc:
+            named = [(str(parse_piece_id(piece_id)), data) for piece_id, data in pieces]
+            parts = market.pieces_parts(named)
+        except (IdError, market.ProtocolError) as exc:
             return fail(exc)
         self._queued += 1
         number = self._queued
-        return self.sends.run(f"#{position}", lambda: self._send(position, piece_id, data, number))
+        what = "piece " + ", ".join(piece_id for piece_id, _data in named)
+        return self.sends.run(f"#{position}", lambda: self._send(position, parts, what, number))
 
     @inlineCallbacks
-    def _send(self, position: int, piece_id: str, data: bytes | memoryview, number: int) -> Generator[Any, Any, None]:
+    def _send(self, position: int, parts: list[Buffer], what: str, number: int) -> Generator[Any, Any, None]:
         """A supplier that let a piece time out (every retry) fails, at once, the pieces
         that were already queued for it then: each would only wait out the same timeouts
         in turn (a backup losing a supplier gave up after minutes, one round of 3 tries
@@ -117,8 +126,8 @@ class DataMotion:
         be back by then."""
         idurl = self._idurl(position)
         if self._silent.get(idurl, 0) >= number:
-            raise PieceTimeout(f"piece {piece_id}: {idurl} let an earlier piece time out; not sent")
-        packet = yield self.wire.sign_packet(Command.Data, market.piece_parts(piece_id, data), idurl)
+            raise PieceTimeout(f"{what}: {idurl} let an earlier piece time out; not sent")
+        packet = yield self.wire.sign_packet(Command.Data, parts, idurl)
         try:
             reply = yield self._ask(packet, idurl, self._send_timeout())
         except PieceTimeout:
@@ -128,7 +137,7 @@ class DataMotion:
                 del self._silent[next(iter(self._silent))]
             raise
         self._silent.pop(idurl, None)  # it answered (Ack or Fail): it is there
-        _check_ack(reply, f"piece {piece_id}")
+        _check_ack(reply, what)
 
     # -- retrieving -----------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
 from twisted.python.failure import Failure
 
 from bitdust.storage import market
@@ -95,9 +95,19 @@ class SupplierHandlers:
             return None  # a piece a supplier of ours sends back to us: not for the store
 
         def work() -> Deferred[Any]:
-            piece_id, data = market.decode_piece(packet.payload)
-            storing = self.store.store_piece(packet.creator_id, piece_id, data)  # a view: no copy
-            return storing.addCallback(lambda _size: self.gateway.ack(packet))
+            """Every piece of the packet is stored (views: no copies), then one Ack. The
+            answer waits for every piece either way; if one was refused, the first refusal
+            is the answer and the pieces that were stored stay (a resend replaces them,
+            and the customer deletes what a failed backup left)."""
+            storing = [self.store.store_piece(packet.creator_id, piece_id, data)
+                       for piece_id, data in market.decode_pieces(packet.payload)]
+            return DeferredList(storing, consumeErrors=True).addCallback(answer)
+
+        def answer(results: list[tuple[bool, Any]]) -> Deferred[Any] | Failure:
+            for stored, outcome in results:
+                if not stored:
+                    return cast(Failure, outcome)
+            return self.gateway.ack(packet)
 
         return self._serve(packet, work)
 
