@@ -62,7 +62,6 @@ class DataMotionService(Service):
         return me is not None and idurl in me.sources
 
 
-
 def running_motion(node: Node, what: str) -> DataMotion:
     service = node.services.running("service_data_motion", DataMotionService, what, lambda s: s.motion is not None)
     assert service.motion is not None

@@ -183,6 +183,8 @@ def piece_parts(piece_id: str, data: Buffer) -> list[Buffer]:
 
 
 def encode_piece(piece_id: str, data: Buffer) -> bytes:
+    """One piece's Data payload as bytes, for whoever wants it whole (tests, tools);
+    senders hand :func:`piece_parts` to ``Packet.create`` instead."""
     return b"".join(piece_parts(piece_id, data))
 
 
@@ -193,9 +195,11 @@ def decode_pieces(payload: bytes) -> list[tuple[str, memoryview]]:
     view = memoryview(payload)
     try:
         (count,) = _PIECE_COUNT.unpack_from(view)
+        if not 1 <= count <= MAX_PIECES_PER_PACKET:
+            raise ProtocolError(f"a Data packet carries 1 to {MAX_PIECES_PER_PACKET} pieces, not {count}")
         offset = _PIECE_COUNT.size
         named: list[tuple[str, int]] = []
-        for _ in range(count if 1 <= count <= MAX_PIECES_PER_PACKET else 0):
+        for _ in range(count):
             (id_len,) = _PIECE_HEADER.unpack_from(view, offset)
             offset += _PIECE_HEADER.size
             raw_id = bytes(view[offset:offset + id_len])
@@ -207,8 +211,6 @@ def decode_pieces(payload: bytes) -> list[tuple[str, memoryview]]:
             named.append((_piece_id_from(raw_id), size))
     except struct.error:
         raise ProtocolError("piece frame is truncated") from None
-    if not named:
-        raise ProtocolError(f"a Data packet carries 1 to {MAX_PIECES_PER_PACKET} pieces, not {count}")
     if len({piece_id for piece_id, _size in named}) != len(named):
         raise ProtocolError("a piece is named twice in one Data packet")
     if offset + sum(size for _piece_id, size in named) != len(view):
