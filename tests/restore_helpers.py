@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,7 @@ class FakeMotion:
         self.held_back: list[Deferred[bytes]] = []
         self.asked: list[str] = []
         self.sent: list[tuple[int, str]] = []
+        self.packets: list[tuple[int, list[str]]] = []  # (position, piece IDs) of each send
 
     def supplier_at(self, position: int) -> str | None:
         return f"http://127.0.0.1/s{position}.xml" if position in self.stores else None
@@ -106,12 +107,18 @@ class FakeMotion:
             return fail(PieceRefused("not-found", f"{piece_id} is not here"))
         return succeed(data)
 
-    def send_piece(self, position: int, piece_id: str, data: bytes) -> Deferred[None]:
+    def send_pieces(self, position: int, pieces: Sequence[tuple[str, bytes | memoryview]]) -> Deferred[None]:
+        """One packet: every piece lands, or (supplier gone) none."""
         if position not in self.stores or position in self.dead:
             return fail(PieceRefused("timeout", f"s{position} does not answer"))
-        self.stores[position][piece_id] = data
-        self.sent.append((position, piece_id))
+        for piece_id, data in pieces:
+            self.stores[position][piece_id] = bytes(data)
+            self.sent.append((position, piece_id))
+        self.packets.append((position, [piece_id for piece_id, _data in pieces]))
         return succeed(None)
+
+    def send_piece(self, position: int, piece_id: str, data: bytes) -> Deferred[None]:
+        return self.send_pieces(position, [(piece_id, data)])
 
 
     def delete_backups(self, position: int, backup_ids: list[str]) -> Deferred[None]:

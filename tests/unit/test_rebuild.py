@@ -73,6 +73,9 @@ def test_rebuild_block_sends_the_missing_shares_and_heals_a_corrupt_one(backup) 
     outcome = rebuild_block(motion, run_now, ECC, version_key.key, BACKUP_ID, 0, frozenset({2, 6}), health,
                             1.0).result
     assert outcome.ok and sorted(outcome.sent) == [0, 2, 6] and outcome.bad == 1
+    assert sorted(motion.packets) == [(0, [corrupt]), (2, [make_piece_id(BACKUP_ID, 0, 2, "Data"),
+                                                          make_piece_id(BACKUP_ID, 0, 2, "Parity")])], \
+        "the new supplier gets its Data and Parity piece in one packet"
     assert stores[2] == {k: v for k, v in original.items() if k.startswith(f"{BACKUP_ID}/0-")}
     assert stores[0][corrupt] == pieces[corrupt], "the corrupt piece was made again"
     assert all("-2-" not in asked for asked in motion.asked), "the shares being rebuilt are never asked for"

@@ -4,7 +4,7 @@ holding real pieces (made by the real BackupEncoder), with a Clock for time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,10 +203,10 @@ class RefusingMotion(FakeMotion):
         super().__init__(stores)
         self.refuse: set[int] = set()
 
-    def send_piece(self, position: int, piece_id: str, data: bytes) -> Deferred[None]:
+    def send_pieces(self, position: int, pieces: Sequence[tuple[str, bytes | memoryview]]) -> Deferred[None]:
         if position in self.refuse:
             return fail(PieceRefused("no-space", f"s{position} is full"))
-        return super().send_piece(position, piece_id, data)
+        return super().send_pieces(position, pieces)
 
 
 class FakeEnv:

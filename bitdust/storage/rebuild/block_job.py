@@ -11,7 +11,7 @@ missing share goes to its position through data motion.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -29,7 +29,8 @@ ThreadRunner = Callable[[Callable[[], Any]], Deferred[Any]]
 class PieceMover(PieceSource, Protocol):
     """What a rebuild needs from DataMotion: fetching and sending."""
 
-    def send_piece(self, position: int, piece_id: str, data: bytes | memoryview) -> Deferred[None]: ...
+    def send_pieces(self, position: int, pieces: Sequence[tuple[str, bytes | memoryview]]) -> Deferred[None]:
+        """One packet of pieces for one supplier, acknowledged together."""
 
 
 @dataclass
@@ -94,14 +95,19 @@ def rebuild_block(mover: PieceMover, run: ThreadRunner, ecc: EccMap, key: bytes,
         return outcome
     # Shares found corrupt on the way are made again too, so sending them heals those pieces.
     made: dict[int, bytes] = yield run(partial(reencode, ecc, block.sealed, missing | block.bad))
-    sends = []
+    # A supplier's pieces of the block (its Data and Parity, when both are made) travel
+    # in one packet, as a backup sends them.
+    per_supplier: dict[int, list[tuple[int, str, bytes]]] = {}
     for index, data in made.items():
         position, kind = ecc.share_owner(index)
-        sends.append(mover.send_piece(position, make_piece_id(storage or backup_id, number, position, kind), data))
-    results = yield DeferredList(sends, consumeErrors=True)
-    for index, (succeeded, result) in zip(made, results, strict=True):
-        if succeeded:
-            outcome.sent.append(index)
-        else:
-            outcome.errors.append(f"block {number}: sending share {index}: {result.getErrorMessage()}")
+        per_supplier.setdefault(position, []).append(
+            (index, make_piece_id(storage or backup_id, number, position, kind), data))
+    results = yield DeferredList([mover.send_pieces(position, [(piece_id, data) for _i, piece_id, data in pieces])
+                                  for position, pieces in per_supplier.items()], consumeErrors=True)
+    for pieces, (succeeded, result) in zip(per_supplier.values(), results, strict=True):
+        for index, _piece_id, _data in pieces:
+            if succeeded:
+                outcome.sent.append(index)
+            else:
+                outcome.errors.append(f"block {number}: sending share {index}: {result.getErrorMessage()}")
     return outcome

@@ -326,11 +326,14 @@ class Reencoder:
             raise ReencodeError("; ".join(outcome.errors))
         sealed = block.sealed[: block.opened.header.sealed_len]  # the padding of the old map is not data
         shares: list[bytes] = yield self.env.run(partial(new_ecc.encode, sealed))
-        owners = [new_ecc.share_owner(index) for index in range(new_ecc.m)]
-        sends = [mover.send_piece(position, make_piece_id(new_where, number, position, kind), data)
-                 for (position, kind), data in zip(owners, shares, strict=True)]
-        results = yield DeferredList(sends, consumeErrors=True)
-        failed = [f"{make_piece_id(new_where, number, p, k)}: {r.getErrorMessage()}"
-                  for (p, k), (ok, r) in zip(owners, results, strict=True) if not ok]
+        per_supplier: dict[int, list[tuple[str, bytes]]] = {}  # one packet per supplier, as a backup sends
+        for index, data in enumerate(shares):
+            position, kind = new_ecc.share_owner(index)
+            per_supplier.setdefault(position, []).append((make_piece_id(new_where, number, position, kind), data))
+        results = yield DeferredList([mover.send_pieces(position, pieces) for position, pieces in per_supplier.items()],
+                                     consumeErrors=True)
+        failed = [f"{piece_id}: {r.getErrorMessage()}"
+                  for pieces, (ok, r) in zip(per_supplier.values(), results, strict=True) if not ok
+                  for piece_id, _data in pieces]
         if failed:
             raise ReencodeError(f"block {number}: new pieces not acknowledged: {'; '.join(failed)}")
