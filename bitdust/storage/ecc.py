@@ -14,11 +14,14 @@ corrupt share yields a wrong block, and the AEAD tag of the block is what catche
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 import zfec
 
-from bitdust.storage.ids import PieceKind
+from bitdust.storage.ids import PieceKind, make_piece_id
+
+T = TypeVar("T")
 
 SUPPLIER_COUNTS: tuple[int, ...] = (2, 4, 7, 13, 18, 26, 64)
 
@@ -93,6 +96,17 @@ class EccMap:
         if index < self.suppliers:
             return index, PieceKind.DATA
         return index - self.suppliers, PieceKind.PARITY
+
+    def pieces_by_supplier(self, storage_id: str, number: int,
+                           shares: Iterable[tuple[int, T]]) -> dict[int, list[tuple[int, str, T]]]:
+        """Shares of block ``number`` (share index, bytes) grouped by the supplier that
+        keeps them, each with its piece ID: a supplier's pieces of a block (its Data and
+        Parity) travel in one packet."""
+        grouped: dict[int, list[tuple[int, str, T]]] = {}
+        for index, data in shares:
+            supplier, kind = self.share_owner(index)
+            grouped.setdefault(supplier, []).append((index, make_piece_id(storage_id, number, supplier, kind), data))
+        return grouped
 
     def share_size(self, length: int) -> int:
         """Bytes per share for a block of ``length`` bytes (at least 1: zfec needs data)."""

@@ -137,3 +137,12 @@ def test_data_shares_are_views_of_the_block_not_copies() -> None:
     padded = ecc.encode(block[:-1])
     assert bytes(padded[3]) == bytes(block[3 * 1024:-1]) + b"\0"
     assert ecc.decode(dict(enumerate(shares[ecc.k:], ecc.k)), len(block)) == block
+
+
+def test_pieces_by_supplier_puts_each_suppliers_data_and_parity_together() -> None:
+    ecc = EccMap(4)
+    grouped = ecc.pieces_by_supplier("0/1/F20240101120000PM", 7, enumerate(f"share{i}" for i in range(8)))
+    assert grouped == {s: [(s, f"0/1/F20240101120000PM/7-{s}-Data", f"share{s}"),
+                           (4 + s, f"0/1/F20240101120000PM/7-{s}-Parity", f"share{4 + s}")] for s in range(4)}
+    assert ecc.pieces_by_supplier("0/1/F20240101120000PM", 0, [(6, b"x")]) == {
+        2: [(6, "0/1/F20240101120000PM/0-2-Parity", b"x")]}

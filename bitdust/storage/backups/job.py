@@ -32,7 +32,6 @@ from twisted.python.failure import Failure
 
 from bitdust.automats.automat import Automat, AutomatRegistry, Transition
 from bitdust.storage.ecc import EccMap
-from bitdust.storage.ids import make_piece_id
 from bitdust.storage.pipeline.encoder import EncodedBlock
 from bitdust.util.crashpoint import crashpoint
 
@@ -207,15 +206,12 @@ class BackupJob(Automat):
         ecc = self.opened.ecc
         self.blocks = max(self.blocks, block.number + 1)
         self.unacked[block.number] = len(block.shares)
-        per_supplier: dict[int, list[tuple[str, bytes | memoryview]]] = {}
-        for index, share in enumerate(block.shares):
-            supplier, kind = ecc.share_owner(index)
-            per_supplier.setdefault(supplier, []).append(
-                (make_piece_id(self.backup_id, block.number, supplier, kind), share))
+        for share in block.shares:
             self.outstanding += 1
             self.sent_bytes += len(share)
-        for supplier, pieces in per_supplier.items():
-            self.io.send(supplier, pieces).addCallbacks(
+        grouped = ecc.pieces_by_supplier(self.backup_id, block.number, enumerate(block.shares))
+        for supplier, pieces in grouped.items():
+            self.io.send(supplier, [(piece_id, share) for _index, piece_id, share in pieces]).addCallbacks(
                 self._pieces_acked, self._pieces_failed,
                 callbackArgs=(block.number, len(pieces)), errbackArgs=(len(pieces),))
 

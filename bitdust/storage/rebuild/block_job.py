@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 
 from bitdust.storage.ecc import EccMap
-from bitdust.storage.ids import make_piece_id
 from bitdust.storage.restore.share_fetch import PieceSource, ShareFetcher, SupplierHealth
 from bitdust.storage.restore.verify import NeedMoreShares, VerifiedBlock, reencode, verify_block
 
@@ -95,13 +94,7 @@ def rebuild_block(mover: PieceMover, run: ThreadRunner, ecc: EccMap, key: bytes,
         return outcome
     # Shares found corrupt on the way are made again too, so sending them heals those pieces.
     made: dict[int, bytes] = yield run(partial(reencode, ecc, block.sealed, missing | block.bad))
-    # A supplier's pieces of the block (its Data and Parity, when both are made) travel
-    # in one packet, as a backup sends them.
-    per_supplier: dict[int, list[tuple[int, str, bytes]]] = {}
-    for index, data in made.items():
-        position, kind = ecc.share_owner(index)
-        per_supplier.setdefault(position, []).append(
-            (index, make_piece_id(storage or backup_id, number, position, kind), data))
+    per_supplier = ecc.pieces_by_supplier(storage or backup_id, number, made.items())
     results = yield DeferredList([mover.send_pieces(position, [(piece_id, data) for _i, piece_id, data in pieces])
                                   for position, pieces in per_supplier.items()], consumeErrors=True)
     for pieces, (succeeded, result) in zip(per_supplier.values(), results, strict=True):
