@@ -206,9 +206,8 @@ class BackupJob(Automat):
         ecc = self.opened.ecc
         self.blocks = max(self.blocks, block.number + 1)
         self.unacked[block.number] = len(block.shares)
-        for share in block.shares:
-            self.outstanding += 1
-            self.sent_bytes += len(share)
+        self.outstanding += len(block.shares)
+        self.sent_bytes += sum(len(share) for share in block.shares)
         grouped = ecc.pieces_by_supplier(self.backup_id, block.number, enumerate(block.shares))
         for supplier, pieces in grouped.items():
             self.io.send(supplier, [(piece_id, share) for _index, piece_id, share in pieces]).addCallbacks(

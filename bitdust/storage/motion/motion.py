@@ -108,13 +108,12 @@ class DataMotion:
         if self._closed:
             return fail(MotionError("data motion stopped"))
         try:
-            named = [(str(parse_piece_id(piece_id)), data) for piece_id, data in pieces]
-            parts = market.pieces_parts(named)
+            parts = market.pieces_parts(pieces)  # checks every piece ID, as the supplier will
         except (IdError, market.ProtocolError) as exc:
             return fail(exc)
         self._queued += 1
         number = self._queued
-        what = "piece " + ", ".join(piece_id for piece_id, _data in named)
+        what = "piece " + ", ".join(piece_id for piece_id, _data in pieces)
         return self.sends.run(f"#{position}", lambda: self._send(position, parts, what, number))
 
     @inlineCallbacks
