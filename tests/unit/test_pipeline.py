@@ -233,6 +233,15 @@ def test_compress_round_trip_and_levels() -> None:
     assert b"".join(decompress_chunks(strong)) == b"".join(data)
 
 
+def test_compressed_stream_comes_in_chunks_of_the_size_asked() -> None:
+    """The encoder asks for block-sized chunks so each block is one copy out of zstd."""
+    data = [random.Random(i).randbytes(7_000) for i in range(50)]  # incompressible, 350 KB
+    chunks = list(compress_chunks(data, chunk_size=64 * 1024))
+    assert [len(chunk) for chunk in chunks[:-1]] == [64 * 1024] * (len(chunks) - 1)
+    assert 0 < len(chunks[-1]) <= 64 * 1024
+    assert b"".join(decompress_chunks(chunks)) == b"".join(data)
+
+
 def test_decompressor_output_is_bounded_by_write_size() -> None:
     compressed = b"".join(compress_chunks([bytes(1 << 20)] * 16))  # 16 MB of zeros, a few KB packed
     sizes: list[int] = []

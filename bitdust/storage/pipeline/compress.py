@@ -14,23 +14,28 @@ import zstandard
 
 DEFAULT_LEVEL = 3
 WRITE_SIZE = 1 << 17
+CHUNK_SIZE = 1 << 20
 
 
 class CompressionError(ValueError):
     """The compressed stream is corrupt (never expected after AEAD; kept distinct for logs)."""
 
 
-def compress_chunks(chunks: Iterable[bytes], level: int = DEFAULT_LEVEL, threads: int = 0) -> Iterator[bytes]:
-    """Compress a stream lazily into one zstd frame; ``threads`` > 0 uses zstd workers."""
-    compressor = zstandard.ZstdCompressor(level=level, threads=threads)
-    cobj = compressor.compressobj()
+def compress_chunks(chunks: Iterable[bytes], level: int = DEFAULT_LEVEL, threads: int = 0,
+                    chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """Compress a stream lazily into one zstd frame; ``threads`` > 0 uses zstd workers.
+
+    The output comes in chunks of exactly ``chunk_size`` bytes (the last one shorter):
+    zstd writes into one buffer of that size, copied out once when it is full. A
+    pipeline that cuts blocks asks for block-sized chunks, so a block is that one copy.
+    A bytes object per input chunk (what ``compressobj`` gives, grown by ``realloc`` as
+    zstd writes into it, later joined into blocks) copied the compressed bytes two or
+    three times: 0.12-0.17 ms more CPU per MB of random data (~18% of compression).
+    """
+    chunker = zstandard.ZstdCompressor(level=level, threads=threads).chunker(chunk_size=chunk_size)
     for chunk in chunks:
-        out = cobj.compress(chunk)
-        if out:
-            yield out
-    tail = cobj.flush()
-    if tail:
-        yield tail
+        yield from chunker.compress(chunk)
+    yield from chunker.finish()
 
 
 class _SinkWriter:

@@ -83,7 +83,7 @@ class BackupEncoder:
         return self.reader.total_size()
 
     def _plain_blocks(self) -> Iterator[Block]:
-        compressed = compress_chunks(self.reader, self.level, self.zstd_threads)
+        compressed = compress_chunks(self.reader, self.level, self.zstd_threads, chunk_size=self.block_size)
         return cut_blocks(compressed, self.block_size)
 
     def _encode(self, block: Block) -> EncodedBlock:
