@@ -25,6 +25,7 @@ from bitdust.services.supplier import SupplierService
 from bitdust.storage.backups.catalog_copy import CatalogCopyError, open_catalog
 from bitdust.storage.backups.catalog_sync import fetch_catalog_copy
 from bitdust.storage.ids import CATALOG_PATH_ID, PieceKind, make_piece_id, parse_piece_id
+from bitdust.storage.supplier import disk
 from tests.integration.grid import announce_suppliers, api, idurl, make_grid, service, wait_until, within
 
 COUNT = 5
@@ -267,6 +268,51 @@ def test_local_copies_are_kept_and_deleted_locally(grid: list[Node], tmp_path: P
     assert backup_id in [r["backupid"] for r in api(customer, "backups_id_list")["result"]], "remote copy stays"
     gone = yield api(customer, "backup_delete_id", answer["id"])
     assert gone == {"status": "OK", "result": f"item {answer['id']} was deleted from remote peers"}
+
+
+@pytest_twisted.inlineCallbacks
+def test_backups_update_resends_lost_pieces_from_local_copies_a_block_per_packet(
+        grid: list[Node], tmp_path: Path) -> Any:
+    customer = grid[CUSTOMER]
+    customer.config.set("services/backups/keep-local-copies-enabled", True)
+    motion = service(customer, DataMotionService).motion
+    assert motion is not None
+    real_send = motion.send_pieces
+    packets: list[tuple[int, list[str]]] = []
+
+    def watching(position: int, pieces: list[tuple[str, bytes]]) -> Deferred[None]:
+        packets.append((position, [piece_id for piece_id, _data in pieces]))
+        return real_send(position, pieces)
+
+    try:
+        source = tmp_path / "lost.bin"
+        source.write_bytes(os.urandom(3 * BLOCK))
+        answer, backup_id, job = yield start_backup(customer, source)
+        state = yield within(job.finished, WAIT, reactor)
+        assert state == "DONE", job.error
+        supplier = suppliers_of(grid)[2]
+        lost = [make_piece_id(backup_id, 0, 2, PieceKind.DATA), make_piece_id(backup_id, 0, 2, PieceKind.PARITY),
+                make_piece_id(backup_id, 1, 2, PieceKind.PARITY)]
+        store = service(supplier, SupplierService).store
+        assert store is not None
+        yield store.delete_pieces(idurl(customer), lost)
+        assert not set(lost) & set(stored(supplier, customer))
+        monitor = backups(customer).monitor
+        assert monitor is not None
+        motion.send_pieces = watching  # type: ignore[method-assign]
+        assert api(customer, "backups_update") == {"status": "OK", "result": "the main loop has been restarted"}
+        yield wait_until(reactor, lambda: set(lost) <= set(stored(supplier, customer))
+                         and monitor.last_report.get("resent") == 3, WAIT, "lost pieces re-sent")
+        assert sorted(packets) == [(2, lost[:2]), (2, lost[2:])]  # a block's pieces travel together
+        assert monitor.last_report["missing"] == 3
+        for piece_id in lost:
+            held = yield store.read_piece(idurl(customer), piece_id)
+            assert held == disk.read_piece(customer.home.backups, piece_id)
+    finally:
+        motion.send_pieces = real_send  # type: ignore[method-assign]
+        customer.config.set("services/backups/keep-local-copies-enabled", False)
+    gone = yield api(customer, "backup_delete_id", answer["id"])
+    assert gone["status"] == "OK", gone
 
 
 @pytest_twisted.inlineCallbacks

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Generator
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -37,6 +37,9 @@ from bitdust.storage.supplier import disk
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 600.0
+RESENDS_IN_FLIGHT = 4
+"""Blocks whose missing pieces are being read back and re-sent at once: each holds its
+pieces in memory, so a supplier that lost a whole backup costs a few MB here, not all of it."""
 READY = "READY"
 CHECKING = "CHECKING"
 CLOSED = "CLOSED"
@@ -130,8 +133,9 @@ class BackupMonitor(Automat):
         known = {v.storage_id(item.path_id, g) for item, v in catalog.complete_backups()
                  for g in v.generations()} | busy
         size = parts.customer.running_list().size
-        sends = []
-        deletes = []
+        sends: list[Deferred[int]] = []
+        deletes: list[Deferred[Any]] = []
+        resend_slots = DeferredSemaphore(RESENDS_IN_FLIGHT)
         for position in range(size):
             held = listing.held(position)
             if held is None:
@@ -141,19 +145,21 @@ class BackupMonitor(Automat):
                 report["orphans"] += len(orphans)
                 deletes.append(parts.motion.delete_backups(position, orphans))
             missing = self._missing(parts, position, held)
-            report["missing"] += len(missing)
+            report["missing"] += sum(len(pieces) for pieces in missing)
             if missing and parts.keep_local():
-                for piece_id in missing:
-                    sends.append(self._resend(parts, position, piece_id))
+                sends.extend(resend_slots.run(self._resend, parts, position, pieces) for pieces in missing)
         if stale:
             deletes.append(delete_remote(parts, stale))
         results = yield DeferredList(sends + deletes, consumeErrors=True)
-        report["resent"] = sum(1 for ok, value in results[:len(sends)] if ok and value)
+        report["resent"] = sum(value for ok, value in results[:len(sends)] if ok)
         if report["missing"] > report["resent"]:
             self._rebuild()
         return report
 
-    def _missing(self, parts: Parts, position: int, held: dict[str, int]) -> list[str]:
+    def _missing(self, parts: Parts, position: int, held: dict[str, int]) -> list[list[str]]:
+        """The pieces the supplier at ``position`` should hold and does not, grouped by
+        block (its Data and Parity piece): a group goes back in one packet, as a backup
+        sends them."""
         missing = []
         for item, version in parts.catalog.complete_backups():
             try:
@@ -164,20 +170,25 @@ class BackupMonitor(Automat):
                 continue
             backup_id = version.storage_id(item.path_id)
             for block in range(version.blocks):
-                for kind in (PieceKind.DATA, PieceKind.PARITY):
-                    piece_id = make_piece_id(backup_id, block, position, kind)
-                    if piece_id not in held:
-                        missing.append(piece_id)
+                pieces = [piece_id for kind in (PieceKind.DATA, PieceKind.PARITY)
+                          if (piece_id := make_piece_id(backup_id, block, position, kind)) not in held]
+                if pieces:
+                    missing.append(pieces)
         return missing
 
     @inlineCallbacks
-    def _resend(self, parts: Parts, position: int, piece_id: str) -> Generator[Any, Any, bool]:
-        try:
-            data = yield parts.worker.run(disk.read_piece, parts.local_root, piece_id)
-        except (OSError, IdError):
-            return False
-        yield parts.motion.send_piece(position, piece_id, data)
-        return True
+    def _resend(self, parts: Parts, position: int, piece_ids: list[str]) -> Generator[Any, Any, int]:
+        """Re-send the local copies of one block's pieces; how many were sent (a piece
+        whose local copy is gone is left to the rebuilder)."""
+        pieces = []
+        for piece_id in piece_ids:
+            try:
+                pieces.append((piece_id, (yield parts.worker.run(disk.read_piece, parts.local_root, piece_id))))
+            except (OSError, IdError) as exc:
+                log.info("no local copy of %s to re-send: %s", piece_id, exc)
+        if pieces:
+            yield parts.motion.send_pieces(position, pieces)
+        return len(pieces)
 
 
 def _backup_of(piece_id: str) -> str:
