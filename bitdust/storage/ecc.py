@@ -124,8 +124,8 @@ class EccMap:
         full = len(block) // size  # inputs that need no padding: slice without copying
         inputs: list[bytes | memoryview] = [view[i * size : (i + 1) * size] for i in range(min(full, self.k))]
         if len(inputs) < self.k:
-            tail = bytes(view[len(inputs) * size :])
-            inputs.append(tail.ljust(size, b"\0"))
+            tail = view[len(inputs) * size :]
+            inputs.append(b"".join((tail, bytes(size - len(tail)))))  # one copy, zero padded
             inputs.extend(bytes(size) for _ in range(self.k - len(inputs)))
         return list(self._encoder.encode(tuple(inputs)))
 
