@@ -4,8 +4,9 @@ tar -> zstd -> blocks run in the consuming thread as generators; sealing (AES-GC
 zfec of each block can be handed to an executor so that block *i* is encrypted and
 coded while block *i+1* is read and compressed. zfec, zstandard and cryptography drop
 the GIL, so on two cores the stages really overlap. At most ``depth`` blocks wait in
-the executor, which (with the block being cut) bounds memory to about
-``(depth + 2) * block_size * 3`` (plaintext, sealed copy, 2N shares of half a block each).
+the executor; with the block held back until the next one shows whether it was the last,
+and zstd's output buffer of one block, memory stays below about
+``(depth + 3) * block_size * 3`` (plaintext, sealed copy, 2N shares of half a block each).
 """
 
 from __future__ import annotations
