@@ -4,8 +4,9 @@ folder, the catalog copy, bad input, abort in the middle, max-copies, delete."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from bitdust.storage.backups.catalog_copy import CatalogCopyError, open_catalog
 from bitdust.storage.backups.catalog_sync import fetch_catalog_copy
 from bitdust.storage.ids import CATALOG_PATH_ID, PieceKind, make_piece_id, parse_piece_id
 from bitdust.storage.supplier import disk
+from bitdust.transport.packet import Buffer
 from tests.integration.grid import announce_suppliers, api, idurl, make_grid, service, wait_until, within
 
 COUNT = 5
@@ -85,6 +87,25 @@ def start_backup(customer: Node, source: Path) -> Generator[Any, Any, tuple[dict
     return answer, backup_id, job
 
 
+@inlineCallbacks
+def backed_up(customer: Node, source: Path) -> Generator[Any, Any, tuple[dict[str, Any], str]]:
+    """:func:`start_backup`, then its job's end, which must be DONE: (the answer, the backup ID)."""
+    answer, backup_id, job = yield start_backup(customer, source)
+    state = yield within(job.finished, WAIT, reactor)
+    assert state == "DONE", job.error
+    return answer, backup_id
+
+
+@contextlib.contextmanager
+def local_copies(customer: Node) -> Iterator[None]:
+    """``services/backups/keep-local-copies-enabled`` on, for the ``with`` block only."""
+    customer.config.set("services/backups/keep-local-copies-enabled", True)
+    try:
+        yield
+    finally:
+        customer.config.set("services/backups/keep-local-copies-enabled", False)
+
+
 def all_online(node: Node) -> bool:
     answer = api(node, "suppliers_list")
     return answer["status"] == "OK" and len(answer["result"]) == 4 and \
@@ -130,7 +151,7 @@ def test_backup_of_a_folder_lands_on_the_right_suppliers(grid: list[Node], tmp_p
     acks: list[tuple[str, int]] = []
     packets: list[list[str]] = []
 
-    def watching(position: int, pieces: list[tuple[str, bytes]]) -> Deferred[None]:
+    def watching(position: int, pieces: Sequence[tuple[str, Buffer]]) -> Deferred[None]:
         names = [piece_id for piece_id, _data in pieces]
         packets.append(names)
 
@@ -250,15 +271,10 @@ def test_abort_in_the_middle_leaves_no_half_version(grid: list[Node], tmp_path: 
 @pytest_twisted.inlineCallbacks
 def test_local_copies_are_kept_and_deleted_locally(grid: list[Node], tmp_path: Path) -> Any:
     customer = grid[CUSTOMER]
-    customer.config.set("services/backups/keep-local-copies-enabled", True)
-    try:
-        source = tmp_path / "kept.bin"
-        source.write_bytes(os.urandom(2 * BLOCK))
-        answer, backup_id, job = yield start_backup(customer, source)
-        state = yield within(job.finished, WAIT, reactor)
-        assert state == "DONE", job.error
-    finally:
-        customer.config.set("services/backups/keep-local-copies-enabled", False)
+    source = tmp_path / "kept.bin"
+    source.write_bytes(os.urandom(2 * BLOCK))
+    with local_copies(customer):
+        answer, backup_id = yield backed_up(customer, source)
     _item, version = service(customer, BackupDbService).catalog.version(backup_id)
     folder = customer.home.backups.joinpath(*backup_id.split("/"))
     assert len(list(folder.iterdir())) == 8 * version.blocks
@@ -274,22 +290,19 @@ def test_local_copies_are_kept_and_deleted_locally(grid: list[Node], tmp_path: P
 def test_backups_update_resends_lost_pieces_from_local_copies_a_block_per_packet(
         grid: list[Node], tmp_path: Path) -> Any:
     customer = grid[CUSTOMER]
-    customer.config.set("services/backups/keep-local-copies-enabled", True)
     motion = service(customer, DataMotionService).motion
     assert motion is not None
     real_send = motion.send_pieces
     packets: list[tuple[int, list[str]]] = []
 
-    def watching(position: int, pieces: list[tuple[str, bytes]]) -> Deferred[None]:
+    def watching(position: int, pieces: Sequence[tuple[str, Buffer]]) -> Deferred[None]:
         packets.append((position, [piece_id for piece_id, _data in pieces]))
         return real_send(position, pieces)
 
-    try:
-        source = tmp_path / "lost.bin"
-        source.write_bytes(os.urandom(3 * BLOCK))
-        answer, backup_id, job = yield start_backup(customer, source)
-        state = yield within(job.finished, WAIT, reactor)
-        assert state == "DONE", job.error
+    source = tmp_path / "lost.bin"
+    source.write_bytes(os.urandom(3 * BLOCK))
+    with local_copies(customer):
+        answer, backup_id = yield backed_up(customer, source)
         supplier = suppliers_of(grid)[2]
         lost = [make_piece_id(backup_id, 0, 2, PieceKind.DATA), make_piece_id(backup_id, 0, 2, PieceKind.PARITY),
                 make_piece_id(backup_id, 1, 2, PieceKind.PARITY)]
@@ -300,17 +313,17 @@ def test_backups_update_resends_lost_pieces_from_local_copies_a_block_per_packet
         monitor = backups(customer).monitor
         assert monitor is not None
         motion.send_pieces = watching  # type: ignore[method-assign]
-        assert api(customer, "backups_update") == {"status": "OK", "result": "the main loop has been restarted"}
-        yield wait_until(reactor, lambda: set(lost) <= set(stored(supplier, customer))
-                         and monitor.last_report.get("resent") == 3, WAIT, "lost pieces re-sent")
+        try:
+            assert api(customer, "backups_update") == {"status": "OK", "result": "the main loop has been restarted"}
+            yield wait_until(reactor, lambda: set(lost) <= set(stored(supplier, customer))
+                             and monitor.last_report.get("resent") == 3, WAIT, "lost pieces re-sent")
+        finally:
+            motion.send_pieces = real_send  # type: ignore[method-assign]
         assert sorted(packets) == [(2, lost[:2]), (2, lost[2:])]  # a block's pieces travel together
         assert monitor.last_report["missing"] == 3
         for piece_id in lost:
             held = yield store.read_piece(idurl(customer), piece_id)
             assert held == disk.read_piece(customer.home.backups, piece_id)
-    finally:
-        motion.send_pieces = real_send  # type: ignore[method-assign]
-        customer.config.set("services/backups/keep-local-copies-enabled", False)
     gone = yield api(customer, "backup_delete_id", answer["id"])
     assert gone["status"] == "OK", gone
 
@@ -324,9 +337,7 @@ def test_max_copies_and_delete_free_supplier_space(grid: list[Node], tmp_path: P
     versions = []
     for text in ("first", "second"):
         small.write_text(text)
-        answer, backup_id, job = yield start_backup(customer, small)
-        state = yield within(job.finished, WAIT, reactor)
-        assert state == "DONE", job.error
+        answer, backup_id = yield backed_up(customer, small)
         versions.append(backup_id)
     path_id = answer["id"]
     item = service(customer, BackupDbService).catalog.item(path_id)
