@@ -67,6 +67,7 @@ from bitdust.services.tcp_connections import TcpConnectionsService  # noqa: E402
 from bitdust.services.tcp_transport import TcpTransportService  # noqa: E402
 from bitdust.services.udp_transport import UdpTransportService  # noqa: E402
 from bitdust.transport.packet import Command  # noqa: E402
+from bitdust.transport.tcp import READ_SIZE  # noqa: E402
 
 MB = 1024 * 1024
 SERVICES: dict[str, Any] = {c.name: c for c in (NetworkService, TcpConnectionsService, GatewayService,
@@ -89,6 +90,8 @@ class _Sink(Protocol):
 class _Source(Protocol):
     """Writes 1 MB chunks as fast as the transport takes them (same backpressure as ours)."""
 
+    hashing = False
+
     def __init__(self, chunks: int) -> None:
         self.chunks, self.paused, self.chunk = chunks, False, os.urandom(MB)
 
@@ -100,6 +103,8 @@ class _Source(Protocol):
         self.paused = False
         while self.chunks and not self.paused:
             self.chunks -= 1
+            if self.hashing:
+                blake3.blake3(self.chunk).digest()
             self.transport.write(self.chunk)  # type: ignore[union-attr]
 
     def pauseProducing(self) -> None:
@@ -130,10 +135,13 @@ class _CountingSink(Protocol):
 
 class _HashingCountingSink(_CountingSink):
     """The sink that also hashes every byte it gets (BLAKE3, as a receiver checking a
-    signature must), chunk by chunk while the bytes are fresh in the cache."""
+    signature must), read by read while the bytes are fresh in the cache."""
 
     def connectionMade(self) -> None:
         self.hasher = blake3.blake3()
+        # reads as big as the packet transport's: with Twisted's 64 KB ones the limit was
+        # this end's Python per read, not the hashing the ceiling is about
+        self.transport.bufferSize = READ_SIZE  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
         self.hasher.update(data)
@@ -166,12 +174,7 @@ class _HeadedSource(_Source):
 class _HashingHeadedSource(_HeadedSource):
     """The source that hashes each MB before writing it, as a signer must."""
 
-    def resumeProducing(self) -> None:
-        self.paused = False
-        while self.chunks and not self.paused:
-            self.chunks -= 1
-            blake3.blake3(self.chunk).digest()
-            self.transport.write(self.chunk)  # type: ignore[union-attr]
+    hashing = True
 
 
 @inlineCallbacks
