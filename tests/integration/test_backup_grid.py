@@ -22,6 +22,7 @@ from bitdust.services.backup_db import BackupDbService
 from bitdust.services.backups import BackupsService
 from bitdust.services.data_motion import DataMotionService
 from bitdust.services.list_files import ListFilesService
+from bitdust.services.rebuilding import RebuildingService
 from bitdust.services.supplier import SupplierService
 from bitdust.storage.backups.catalog_copy import CatalogCopyError, open_catalog
 from bitdust.storage.backups.catalog_sync import fetch_catalog_copy
@@ -324,6 +325,44 @@ def test_backups_update_resends_lost_pieces_from_local_copies_a_block_per_packet
         for piece_id in lost:
             held = yield store.read_piece(idurl(customer), piece_id)
             assert held == disk.read_piece(customer.home.backups, piece_id)
+    gone = yield api(customer, "backup_delete_id", answer["id"])
+    assert gone["status"] == "OK", gone
+
+
+@pytest_twisted.inlineCallbacks
+def test_backups_update_has_pieces_lost_by_a_hired_supplier_rebuilt_from_the_others(
+        grid: list[Node], tmp_path: Path) -> Any:
+    """Without local copies the monitor can only ask the rebuilder, which regenerates the
+    pieces from the other suppliers' shares: byte for byte the pieces that were lost."""
+    customer = grid[CUSTOMER]
+    source = tmp_path / "damaged.bin"
+    source.write_bytes(os.urandom(3 * BLOCK))
+    answer, backup_id = yield backed_up(customer, source)
+    rebuilder = service(customer, RebuildingService).rebuilder
+    assert rebuilder is not None
+
+    def counted() -> bool:  # a pass saw the version whole, so only backups_update starts the next one
+        versions = [v for item in api(customer, "backups_list")["result"] if item["id"] == answer["id"]
+                    for v in item["versions"]]
+        return rebuilder.state == "READY" and bool(versions) and set(versions[0].get("redundancy") or [0]) == {8}
+
+    yield wait_until(reactor, counted, WAIT, "the new version counted whole")
+    supplier = suppliers_of(grid)[1]
+    store = service(supplier, SupplierService).store
+    assert store is not None
+    lost = [make_piece_id(backup_id, 0, 1, PieceKind.DATA), make_piece_id(backup_id, 2, 1, PieceKind.PARITY)]
+    originals = []
+    for piece_id in lost:
+        originals.append((yield store.read_piece(idurl(customer), piece_id)))
+    yield store.delete_pieces(idurl(customer), lost)
+    monitor = backups(customer).monitor
+    assert monitor is not None
+    assert api(customer, "backups_update")["status"] == "OK"
+    yield wait_until(reactor, lambda: set(lost) <= set(stored(supplier, customer)), WAIT, "lost pieces rebuilt")
+    assert monitor.last_report["missing"] == 2 and monitor.last_report["resent"] == 0
+    for piece_id, original in zip(lost, originals, strict=True):
+        rebuilt = yield store.read_piece(idurl(customer), piece_id)
+        assert rebuilt == original
     gone = yield api(customer, "backup_delete_id", answer["id"])
     assert gone["status"] == "OK", gone
 
