@@ -167,10 +167,8 @@ def pieces_parts(pieces: Sequence[tuple[str, Buffer]]) -> list[Buffer]:
     """The payload of a Data packet carrying ``pieces`` (piece ID, bytes), as parts: a
     header naming every piece and its size, then the pieces' bytes as they are.
     ``Packet.create`` joins the parts where it signs (a pool thread, for big pieces)."""
-    if not 1 <= len(pieces) <= MAX_PIECES_PER_PACKET:
-        raise ProtocolError(f"a Data packet carries 1 to {MAX_PIECES_PER_PACKET} pieces, not {len(pieces)}")
-    if len({piece_id for piece_id, _data in pieces}) != len(pieces):
-        raise ProtocolError("a piece is named twice in one Data packet")
+    _check_count(len(pieces))
+    _check_distinct([piece_id for piece_id, _data in pieces])
     header = [_PIECE_COUNT.pack(len(pieces))]
     for piece_id, data in pieces:
         raw_id = str(parse_piece_id(piece_id)).encode("ascii")
@@ -195,8 +193,7 @@ def decode_pieces(payload: bytes) -> list[tuple[str, memoryview]]:
     view = memoryview(payload)
     try:
         (count,) = _PIECE_COUNT.unpack_from(view)
-        if not 1 <= count <= MAX_PIECES_PER_PACKET:
-            raise ProtocolError(f"a Data packet carries 1 to {MAX_PIECES_PER_PACKET} pieces, not {count}")
+        _check_count(count)
         offset = _PIECE_COUNT.size
         named: list[tuple[str, int]] = []
         for _ in range(count):
@@ -211,8 +208,7 @@ def decode_pieces(payload: bytes) -> list[tuple[str, memoryview]]:
             named.append((_piece_id_from(raw_id), size))
     except struct.error:
         raise ProtocolError("piece frame is truncated") from None
-    if len({piece_id for piece_id, _size in named}) != len(named):
-        raise ProtocolError("a piece is named twice in one Data packet")
+    _check_distinct([piece_id for piece_id, _size in named])
     if offset + sum(size for _piece_id, size in named) != len(view):
         raise ProtocolError("piece sizes do not add up to the payload")
     pieces = []
@@ -228,6 +224,16 @@ def decode_piece(payload: bytes) -> tuple[str, memoryview]:
     if len(pieces) != 1:
         raise ProtocolError(f"expected one piece, got {len(pieces)}")
     return pieces[0]
+
+
+def _check_count(count: int) -> None:
+    if not 1 <= count <= MAX_PIECES_PER_PACKET:
+        raise ProtocolError(f"a Data packet carries 1 to {MAX_PIECES_PER_PACKET} pieces, not {count}")
+
+
+def _check_distinct(piece_ids: list[str]) -> None:
+    if len(set(piece_ids)) != len(piece_ids):
+        raise ProtocolError("a piece is named twice in one Data packet")
 
 
 def _piece_id_from(raw_id: bytes) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, inlineCallbacks
@@ -180,15 +181,21 @@ class BackupMonitor(Automat):
     def _resend(self, parts: Parts, position: int, piece_ids: list[str]) -> Generator[Any, Any, int]:
         """Re-send the local copies of one block's pieces; how many were sent (a piece
         whose local copy is gone is left to the rebuilder)."""
-        pieces = []
-        for piece_id in piece_ids:
-            try:
-                pieces.append((piece_id, (yield parts.worker.run(disk.read_piece, parts.local_root, piece_id))))
-            except (OSError, IdError) as exc:
-                log.info("no local copy of %s to re-send: %s", piece_id, exc)
+        pieces = yield parts.worker.run(_read_local_copies, parts.local_root, piece_ids)
         if pieces:
             yield parts.motion.send_pieces(position, pieces)
         return len(pieces)
+
+
+def _read_local_copies(root: Path, piece_ids: list[str]) -> list[tuple[str, bytes]]:
+    """The local copies of ``piece_ids`` that can be read, in one trip to a thread."""
+    found = []
+    for piece_id in piece_ids:
+        try:
+            found.append((piece_id, disk.read_piece(root, piece_id)))
+        except (OSError, IdError) as exc:
+            log.info("no local copy of %s to re-send: %s", piece_id, exc)
+    return found
 
 
 def _backup_of(piece_id: str) -> str:

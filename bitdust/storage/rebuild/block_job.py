@@ -11,12 +11,13 @@ missing share goes to its position through data motion.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.python.failure import Failure
 
 from bitdust.storage.ecc import EccMap
 from bitdust.storage.restore.share_fetch import PieceSource, ShareFetcher, SupplierHealth
@@ -94,13 +95,23 @@ def rebuild_block(mover: PieceMover, run: ThreadRunner, ecc: EccMap, key: bytes,
         return outcome
     # Shares found corrupt on the way are made again too, so sending them heals those pieces.
     made: dict[int, bytes] = yield run(partial(reencode, ecc, block.sealed, missing | block.bad))
-    per_supplier = ecc.pieces_by_supplier(storage or backup_id, number, made.items())
+    sent = yield send_shares(mover, ecc, storage or backup_id, number, made.items())
+    for index, _piece_id, failure in sent:
+        if failure is None:
+            outcome.sent.append(index)
+        else:
+            outcome.errors.append(f"block {number}: sending share {index}: {failure.getErrorMessage()}")
+    return outcome
+
+
+@inlineCallbacks
+def send_shares(mover: PieceMover, ecc: EccMap, storage_id: str, number: int,
+                shares: Iterable[tuple[int, bytes]]) -> Generator[Any, Any, list[tuple[int, str, Failure | None]]]:
+    """Every supplier its shares of block ``number`` in one packet (as a backup sends
+    them); per share: its index, its piece ID, and None or the failure of its packet."""
+    per_supplier = ecc.pieces_by_supplier(storage_id, number, shares)
     results = yield DeferredList([mover.send_pieces(position, [(piece_id, data) for _i, piece_id, data in pieces])
                                   for position, pieces in per_supplier.items()], consumeErrors=True)
-    for pieces, (succeeded, result) in zip(per_supplier.values(), results, strict=True):
-        for index, _piece_id, _data in pieces:
-            if succeeded:
-                outcome.sent.append(index)
-            else:
-                outcome.errors.append(f"block {number}: sending share {index}: {result.getErrorMessage()}")
-    return outcome
+    return [(index, piece_id, None if ok else result)
+            for pieces, (ok, result) in zip(per_supplier.values(), results, strict=True)
+            for index, piece_id, _data in pieces]

@@ -37,7 +37,7 @@ from bitdust.storage.catalog.tree import Catalog
 from bitdust.storage.customer.suppliers import SupplierList, span_for
 from bitdust.storage.ecc import EccMap
 from bitdust.storage.ids import storage_id
-from bitdust.storage.rebuild.block_job import BlockOutcome, fetch_verified
+from bitdust.storage.rebuild.block_job import BlockOutcome, fetch_verified, send_shares
 from bitdust.storage.rebuild.block_job import PieceMover as RebuildMover
 from bitdust.storage.reencode.plan import (
     Step,
@@ -326,11 +326,7 @@ class Reencoder:
             raise ReencodeError("; ".join(outcome.errors))
         sealed = block.sealed[: block.opened.header.sealed_len]  # the padding of the old map is not data
         shares: list[bytes] = yield self.env.run(partial(new_ecc.encode, sealed))
-        per_supplier = new_ecc.pieces_by_supplier(new_where, number, enumerate(shares))
-        results = yield DeferredList([mover.send_pieces(position, [(piece_id, data) for _i, piece_id, data in pieces])
-                                      for position, pieces in per_supplier.items()], consumeErrors=True)
-        failed = [f"{piece_id}: {r.getErrorMessage()}"
-                  for pieces, (ok, r) in zip(per_supplier.values(), results, strict=True) if not ok
-                  for _i, piece_id, _data in pieces]
+        sent = yield send_shares(mover, new_ecc, new_where, number, enumerate(shares))
+        failed = [f"{piece_id}: {failure.getErrorMessage()}" for _i, piece_id, failure in sent if failure is not None]
         if failed:
             raise ReencodeError(f"block {number}: new pieces not acknowledged: {'; '.join(failed)}")
