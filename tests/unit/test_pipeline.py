@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -233,13 +234,96 @@ def test_compress_round_trip_and_levels() -> None:
     assert b"".join(decompress_chunks(strong)) == b"".join(data)
 
 
+def words(seed: int, size: int) -> bytes:
+    """Compressible but not trivially so: random words of a small vocabulary."""
+    rng = random.Random(seed)
+    vocabulary = [rng.randbytes(rng.randint(2, 9)).hex().encode() for _ in range(500)]
+    out = bytearray()
+    while len(out) < size:
+        out += rng.choice(vocabulary) + b" "
+    return bytes(out[:size])
+
+
+def zstd_frames(stream: bytes) -> list[tuple[int, bool]]:
+    """(content size, all its blocks raw) of each zstd frame in ``stream``: the frames are
+    cut and decoded by the reference library, the block headers read as RFC 8878 says."""
+    frames = []
+    rest = stream
+    while rest:
+        reader = zstandard.ZstdDecompressor().decompressobj()
+        content = reader.decompress(rest)
+        frame = rest[: len(rest) - len(reader.unused_data)]
+        offset, kinds = zstandard.frame_header_size(frame), set()
+        while offset < len(frame):
+            header = int.from_bytes(frame[offset : offset + 3], "little")
+            kinds.add(header >> 1 & 3)
+            offset += 3 + (header >> 3 if header >> 1 & 3 != 1 else 1)  # an RLE block carries one byte
+        frames.append((len(content), kinds == {0}))
+        rest = reader.unused_data
+    return frames
+
+
 def test_compressed_stream_comes_in_chunks_of_the_size_asked() -> None:
     """The encoder asks for block-sized chunks so each block is one copy out of zstd."""
-    data = [random.Random(i).randbytes(7_000) for i in range(50)]  # incompressible, 350 KB
+    data = [words(i, 70_000) for i in range(50)]
     chunks = list(compress_chunks(data, chunk_size=64 * 1024))
+    assert len(chunks) > 3
     assert [len(chunk) for chunk in chunks[:-1]] == [64 * 1024] * (len(chunks) - 1)
     assert 0 < len(chunks[-1]) <= 64 * 1024
     assert b"".join(decompress_chunks(chunks)) == b"".join(data)
+
+
+def test_incompressible_segments_are_stored_in_raw_frames_without_a_copy() -> None:
+    """Random 1 MB chunks (what a photo or a video looks like) skip zstd's match search:
+    each is one frame of raw blocks, made of views of the input itself."""
+    data = [os.urandom(1 << 20) for _ in range(3)]
+    chunks = list(compress_chunks(data))
+    stream = b"".join(chunks)
+    assert zstd_frames(stream) == [(1 << 20, True)] * 3
+    assert len(stream) - sum(map(len, data)) == 3 * (9 + 3 * 8)
+    views = [chunk for chunk in chunks if isinstance(chunk, memoryview)]
+    assert sum(map(len, views)) == 3 << 20 and all(view.obj in data for view in views)
+    assert b"".join(decompress_chunks(chunks)) == b"".join(data)
+
+
+def test_small_chunks_are_judged_a_segment_at_a_time() -> None:
+    """A tar of small files comes in small chunks: judged one by one, every switch would
+    end a frame. Random chunks of odd sizes gather into >= 1 MB segments, whose raw
+    blocks cut across the chunks."""
+    rng = random.Random(5)
+    data = [rng.randbytes(rng.randint(1, 70_000)) for _ in range(100)]
+    stream = b"".join(compress_chunks(data))
+    frames = zstd_frames(stream)
+    assert all(raw for _, raw in frames)
+    assert [size >= 1 << 20 for size, _ in frames[:-1]] == [True] * (len(frames) - 1)
+    assert sum(size for size, _ in frames) == sum(map(len, data))
+    assert b"".join(decompress_chunks([stream])) == b"".join(data)
+
+
+def test_mixed_stream_switches_between_compressed_and_raw_frames() -> None:
+    text, noise = words(1, 1 << 20), os.urandom(1 << 20)
+    data = [text, text[:1000], noise, noise, text, b"", noise[:5]]
+    stream = b"".join(compress_chunks(data))
+    frames = zstd_frames(stream)
+    # segments: text | 1000 bytes of text + noise (mostly noise) | noise | text | 5 bytes of noise
+    assert [raw for _, raw in frames] == [False, True, True, False, True]
+    assert sum(size for size, _ in frames) == sum(map(len, data))
+    assert len(stream) < 2 * len(noise) + len(text) // 2
+    assert b"".join(decompress_chunks([stream])) == b"".join(data)
+
+
+def test_compressing_nothing_gives_one_empty_frame() -> None:
+    stream = b"".join(compress_chunks([]))
+    assert [size for size, _ in zstd_frames(stream)] == [0]
+    assert b"".join(decompress_chunks([stream])) == b""
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(st.tuples(st.booleans(), st.integers(0, 300_000)), max_size=12), seed=st.integers(0, 1000))
+def test_compress_round_trip_of_any_mix(parts: list[tuple[bool, int]], seed: int) -> None:
+    rng = random.Random(seed)
+    data = [rng.randbytes(size) if noisy else words(seed, size) for noisy, size in parts]
+    assert b"".join(decompress_chunks(compress_chunks(data))) == b"".join(data)
 
 
 def test_decompressor_output_is_bounded_by_write_size() -> None:

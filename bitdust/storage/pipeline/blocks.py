@@ -21,7 +21,7 @@ class Block(NamedTuple):
     data: bytes
 
 
-def cut_blocks(chunks: Iterable[bytes], block_size: int = DEFAULT_BLOCK_SIZE) -> Iterator[Block]:
+def cut_blocks(chunks: Iterable[bytes | memoryview], block_size: int = DEFAULT_BLOCK_SIZE) -> Iterator[Block]:
     """Regroup ``chunks`` into :class:`Block` s; memory is about one block plus one chunk.
 
     Chunks are kept as they come and joined once per block, so every byte is copied

@@ -5,8 +5,9 @@ zfec of each block can be handed to an executor so that block *i* is encrypted a
 coded while block *i+1* is read and compressed. zfec, zstandard and cryptography drop
 the GIL, so on two cores the stages really overlap. At most ``depth`` blocks wait in
 the executor; with the block held back until the next one shows whether it was the last,
-and zstd's output buffer of one block, memory stays below about
-``(depth + 3) * block_size * 3`` (plaintext, sealed copy, 2N shares of half a block each).
+zstd's output buffer of one block and the segment being judged compressible or not (at
+most two blocks), memory stays below about ``(depth + 3) * block_size * 3`` (plaintext,
+sealed copy, 2N shares of half a block each).
 """
 
 from __future__ import annotations
