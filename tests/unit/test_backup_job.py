@@ -91,26 +91,31 @@ def test_table_is_consistent() -> None:
     assert "CLEANUP" in to_dot(BackupJob)
 
 
+def pieces(*blocks: int, supplier: int) -> list[str]:
+    return [f"{BACKUP}/{n}-{supplier}-{kind}" for n in blocks for kind in ("Data", "Parity")]
+
+
 def test_window_bounds_blocks_ahead_and_completion_waits_for_every_ack() -> None:
     total = WINDOW + 1
     job, io = start(total)
     assert job.state == RUNNING and io.calls == ["wait", "open"]
-    for _ in range(WINDOW - 1):
+    io.produce()
+    assert io.packets == [] and len(io.encodes) == 2  # block 0 waits for block 1, to share its packets
+    for _ in range(WINDOW - 2):
         io.produce()
-    assert len(io.encodes) == WINDOW - 1  # full window: no more reading until Acks come
-    names = sorted(io.sends)
-    assert names[:4] == [f"{BACKUP}/0-0-Data", f"{BACKUP}/0-0-Parity", f"{BACKUP}/0-1-Data", f"{BACKUP}/0-1-Parity"]
-    # One packet per supplier and block, its Data and Parity piece together.
-    assert io.packets[:2] == [(0, [f"{BACKUP}/0-0-Data", f"{BACKUP}/0-0-Parity"]),
-                              (1, [f"{BACKUP}/0-1-Data", f"{BACKUP}/0-1-Parity"])]
+    assert len(io.encodes) == WINDOW - 1  # full window (block 4 held): no more reading until Acks come
+    # One packet per supplier and pair of blocks: its Data and Parity piece of each.
+    assert io.packets == [(0, pieces(0, 1, supplier=0)), (1, pieces(0, 1, supplier=1)),
+                          (0, pieces(2, 3, supplier=0)), (1, pieces(2, 3, supplier=1))]
     io.ack(f"{BACKUP}/0-0-Data")
-    assert len(io.encodes) == WINDOW - 1 and job.unacked[0] == 2  # both pieces of that packet counted
+    assert len(io.encodes) == WINDOW - 1 and job.unacked[0] == job.unacked[1] == 2  # that packet's pieces counted
     io.ack(f"{BACKUP}/0-1-Data")
-    assert len(io.encodes) == WINDOW  # block 0 acknowledged: one more block is read
-    io.produce()  # block WINDOW - 1 fills the window again
-    assert all(e.called for e in io.encodes)
+    assert len(io.encodes) == WINDOW  # blocks 0 and 1 acknowledged: one more block is read
+    io.produce()  # block 5 goes out with block 4
+    assert io.packets[-2:] == [(0, pieces(4, 5, supplier=0)), (1, pieces(4, 5, supplier=1))]
     io.ack_all()
-    io.produce()  # the last block
+    io.produce()  # the last block goes out alone
+    assert io.packets[-2:] == [(0, pieces(6, supplier=0)), (1, pieces(6, supplier=1))] and not job.held
     io.produce()  # end of input
     assert job.eof and job.state == RUNNING and not any(c.startswith("complete") for c in io.calls)
     io.ack_all()
@@ -136,12 +141,13 @@ def test_a_failed_save_of_the_complete_version_is_reported() -> None:
 def test_refused_piece_fails_after_the_others_settle_and_discards() -> None:
     job, io = start(3)
     io.produce()
+    io.produce()
     first = sorted(io.sends)
     io.sends[first[0]].errback(RuntimeError("over-quota: full"))
     assert job.state == "CLEANUP" and "discard" not in io.calls  # the other packet is still in the air
-    assert job.outstanding == 2
+    assert job.outstanding == 4
     io.produce()  # a block read meanwhile is not sent
-    assert len(io.sends) == 4
+    assert len(io.sends) == 8
     io.ack_all()
     assert job.state == FAILED and io.calls[-1] == "discard" and "over-quota" in job.error
 
@@ -149,12 +155,15 @@ def test_refused_piece_fails_after_the_others_settle_and_discards() -> None:
 def test_abort_waits_for_pieces_in_flight_then_discards() -> None:
     job, io = start(10)
     io.produce()
+    io.produce()
+    io.produce()  # block 2 is held for block 3
     job.abort()
     assert job.state == "CLEANUP" and job.progress()["aborting"] and job.progress()["terminating"]
-    assert len(io.encodes) == 2  # the read that was under way
+    assert len(io.encodes) == 4 and not job.held  # the read under way; the held block is dropped
     io.produce()
+    assert job.state == "CLEANUP" and job.outstanding == 8  # the pieces of blocks 0 and 1 are in the air
     io.ack_all()
-    assert job.state == ABORTED and io.calls[-1] == "discard"
+    assert job.state == ABORTED and io.calls[-1] == "discard" and len(io.packets) == 2
     assert not any(c.startswith("complete") for c in io.calls)
 
 
