@@ -128,6 +128,19 @@ def test_window_bounds_blocks_ahead_and_completion_waits_for_every_ack() -> None
     assert job.finished.called and job.progress()["progress"] == 100.0
 
 
+def test_a_block_held_when_the_input_ends_still_goes_out() -> None:
+    """The encoder flags its last block, which goes out at once; if an input ever ended
+    without that flag, the held block must still be sent and counted, not left out."""
+    job, io = start(5)
+    io.encodes[0].callback(EncodedBlock(0, False, [bytes([0, i]) for i in range(4)], 10, 10))
+    assert io.packets == [] and job.held
+    io.encodes[1].callback(None)  # end of input
+    assert io.packets == [(0, pieces(0, supplier=0)), (1, pieces(0, supplier=1))] and not job.held
+    assert job.state == RUNNING
+    io.ack_all()
+    assert job.state == SAVING and io.calls[-1] == "complete 1"
+
+
 def test_a_failed_save_of_the_complete_version_is_reported() -> None:
     job, io = start(1)
     io.produce()

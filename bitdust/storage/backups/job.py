@@ -155,7 +155,7 @@ class BackupJob(Automat):
     # -- guards -----------------------------------------------------------------------------
 
     def is_all_acked(self, *_args: Any) -> bool:
-        return self.outstanding == 0 and not self.unacked
+        return self.outstanding == 0 and not self.unacked and not self.held
 
     def is_last_ack(self, *_args: Any) -> bool:
         return self.eof and self.outstanding == 1 and not self.encoding
@@ -214,8 +214,10 @@ class BackupJob(Automat):
         still count piece by piece; a block counts as sent only when it goes out, so an
         abort has nothing held to wait for."""
         self.held.append(block)
-        if len(self.held) < BLOCKS_PER_PACKET and not block.last:
-            return
+        if len(self.held) >= BLOCKS_PER_PACKET or block.last:
+            self._send_held()
+
+    def _send_held(self) -> None:
         assert self.opened is not None
         ecc = self.opened.ecc
         blocks, self.held = self.held, []
@@ -244,7 +246,11 @@ class BackupJob(Automat):
             self.event("piece-failed", failure.getErrorMessage())
 
     def do_note_eof(self, *_args: Any) -> None:
+        """The last block was flagged so and went out at once; should an encoder ever end
+        without that flag, what it held goes out now rather than be left out of the version."""
         self.eof = True
+        if self.held:
+            self._send_held()
 
     def do_count_ack(self, number: int) -> None:
         crashpoint("backup.piece_acked")
