@@ -66,11 +66,11 @@ def compress_chunks(chunks: Iterable[Chunk], level: int = DEFAULT_LEVEL, threads
     chunker: zstandard.ZstdCompressionChunker | None = None
     emitted = False
     for segment in _segments(chunks, min(SEGMENT_SIZE, chunk_size)):
-        if looks_incompressible(segment, probe):
+        if _looks_incompressible(segment, probe):
             if chunker is not None:
                 yield from chunker.finish()
                 chunker = None
-            yield from raw_frame(segment)
+            yield from _raw_frame(segment)
         else:
             if chunker is None:
                 chunker = compressor.chunker(chunk_size=chunk_size)
@@ -101,7 +101,7 @@ def _segments(chunks: Iterable[Chunk], segment_size: int) -> Iterator[list[memor
         yield parts
 
 
-def looks_incompressible(segment: list[memoryview], probe: zstandard.ZstdCompressor) -> bool:
+def _looks_incompressible(segment: list[memoryview], probe: zstandard.ZstdCompressor) -> bool:
     """Whether ``segment`` is worth storing as it is: the probe compresses
     :data:`PROBE_WINDOWS` windows spread over it (all of it, when that is smaller) and
     they shrink by less than 3%. A window is cut short at the end of its part."""
@@ -124,7 +124,7 @@ def looks_incompressible(segment: list[memoryview], probe: zstandard.ZstdCompres
     return len(probe.compress(sample)) >= INCOMPRESSIBLE * len(sample)
 
 
-def raw_frame(segment: list[memoryview]) -> Iterator[Chunk]:
+def _raw_frame(segment: list[memoryview]) -> Iterator[Chunk]:
     """``segment`` as one zstd frame of raw blocks: the frame header (magic number, a
     single-segment descriptor, the content size in 4 bytes), then for every 128 KB a
     3-byte block header (last-block bit, type 0 = raw, size) and the bytes themselves."""
