@@ -82,7 +82,7 @@ def bench_stages(source: Path, size: int, ecc: EccMap, block_size: int, level: i
     start = time.perf_counter()
     for _ in compress_chunks(file_blocks(source, MB), level):
         pass
-    report(f"zstd level {level} alone (random: stored as raw frames)", size, time.perf_counter() - start)
+    report(f"zstd level {level} alone (random data: stored raw)", size, time.perf_counter() - start)
 
 
 def bench_encode(source: Path, size: int, ecc: EccMap, vkey: VersionKey, args: argparse.Namespace) -> None:
