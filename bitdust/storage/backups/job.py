@@ -221,8 +221,7 @@ class BackupJob(Automat):
         assert self.opened is not None
         ecc = self.opened.ecc
         blocks, self.held = self.held, []
-        packets: dict[int, list[tuple[str, bytes | memoryview]]] = {}
-        numbers: dict[int, list[int]] = {}  # supplier -> the block number of each of its pieces
+        packets: dict[int, list[tuple[int, str, bytes | memoryview]]] = {}  # supplier -> (block, piece ID, bytes)
         for held in blocks:
             self.blocks = max(self.blocks, held.number + 1)
             self.unacked[held.number] = len(held.shares)
@@ -230,12 +229,12 @@ class BackupJob(Automat):
             self.sent_bytes += sum(len(share) for share in held.shares)
             for supplier, shares in ecc.pieces_by_supplier(self.backup_id, held.number,
                                                            enumerate(held.shares)).items():
-                packets.setdefault(supplier, []).extend((piece_id, share) for _index, piece_id, share in shares)
-                numbers.setdefault(supplier, []).extend(held.number for _share in shares)
+                packets.setdefault(supplier, []).extend((held.number, piece_id, share)
+                                                        for _index, piece_id, share in shares)
         for supplier, pieces in packets.items():
-            self.io.send(supplier, pieces).addCallbacks(
+            self.io.send(supplier, [(piece_id, share) for _number, piece_id, share in pieces]).addCallbacks(
                 self._pieces_acked, self._pieces_failed,
-                callbackArgs=(numbers[supplier],), errbackArgs=(len(pieces),))
+                callbackArgs=([number for number, _piece_id, _share in pieces],), errbackArgs=(len(pieces),))
 
     def _pieces_acked(self, _result: None, numbers: list[int]) -> None:
         for number in numbers:

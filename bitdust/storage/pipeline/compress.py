@@ -110,15 +110,12 @@ def _looks_incompressible(segment: list[memoryview], probe: zstandard.ZstdCompre
         windows: list[memoryview] = segment
     else:
         step = (size - PROBE_WINDOW_SIZE) // (PROBE_WINDOWS - 1)
-        offsets = iter(range(0, size, step))
-        wanted = next(offsets)
+        starts = [i * step for i in range(PROBE_WINDOWS)]
         windows = []
         passed = 0
         for part in segment:
-            while wanted < passed + len(part) and len(windows) < PROBE_WINDOWS:
-                local = wanted - passed
-                windows.append(part[local : local + PROBE_WINDOW_SIZE])
-                wanted = next(offsets, size)
+            windows += [part[start - passed : start - passed + PROBE_WINDOW_SIZE]
+                        for start in starts if passed <= start < passed + len(part)]
             passed += len(part)
     sample = b"".join(windows)
     return len(probe.compress(sample)) >= INCOMPRESSIBLE * len(sample)
