@@ -67,9 +67,9 @@ from bitdust.services.tcp_connections import TcpConnectionsService  # noqa: E402
 from bitdust.services.tcp_transport import TcpTransportService  # noqa: E402
 from bitdust.services.udp_transport import UdpTransportService  # noqa: E402
 from bitdust.transport.packet import Command  # noqa: E402
-from bitdust.transport.tcp import READ_SIZE  # noqa: E402
 
 MB = 1024 * 1024
+HASHING_READ_SIZE = 256 * 1024
 SERVICES: dict[str, Any] = {c.name: c for c in (NetworkService, TcpConnectionsService, GatewayService,
                                                  TcpTransportService, UdpTransportService)}
 
@@ -139,9 +139,9 @@ class _HashingCountingSink(_CountingSink):
 
     def connectionMade(self) -> None:
         self.hasher = blake3.blake3()
-        # reads as big as the packet transport's: with Twisted's 64 KB ones the limit was
-        # this end's Python per read, not the hashing the ceiling is about
-        self.transport.bufferSize = READ_SIZE  # type: ignore[union-attr]
+        # big reads: with Twisted's 64 KB ones the limit was this end's Python per read,
+        # not the hashing the ceiling is about
+        self.transport.bufferSize = HASHING_READ_SIZE  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
         self.hasher.update(data)

@@ -20,8 +20,9 @@ def seal(recipient: PublicKey, plaintext: bytes, associated_data: bytes = b"") -
     return _LEN.pack(len(wrapped)) + wrapped + aead.encrypt(key, plaintext, associated_data)
 
 
-def open_sealed(private_key: PrivateKey, blob: bytes, associated_data: bytes = b"") -> bytes:
+def open_sealed(private_key: PrivateKey, blob: bytes | memoryview, associated_data: bytes = b"") -> bytes:
     """Raise ValueError (BadKeyError or AuthenticationError) if the blob is not for us or altered."""
+    blob = bytes(blob)  # a message, small: its parts go to the RSA and AEAD wrappers as bytes
     if len(blob) < _LEN.size:
         raise aead.AuthenticationError("sealed blob is truncated")
     (wrapped_len,) = _LEN.unpack_from(blob)

@@ -306,7 +306,7 @@ class Identity:
         return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
     @classmethod
-    def from_xml(cls, data: bytes) -> Identity:
+    def from_xml(cls, data: bytes | memoryview) -> Identity:
         """Parse a document from an untrusted source. Does not verify the signature."""
         root = _parse_untrusted_xml(data)
         if root.tag != "identity":
@@ -352,8 +352,8 @@ def _parse_revision(text: str) -> int:
     return int(revision_text)
 
 
-def _parse_untrusted_xml(data: bytes) -> ET.Element:
-    if not isinstance(data, bytes | bytearray):
+def _parse_untrusted_xml(data: bytes | memoryview) -> ET.Element:
+    if not isinstance(data, bytes | bytearray | memoryview):
         raise IdentityError(f"identity XML must be bytes, got {type(data).__name__}")
     if len(data) > MAX_XML_BYTES:
         raise IdentityError(f"identity XML of {len(data)} bytes exceeds {MAX_XML_BYTES}")

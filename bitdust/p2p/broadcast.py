@@ -90,13 +90,13 @@ def make_envelope(key: PrivateKey, origin: str, payload: Any, now: float) -> Env
     return Envelope(broadcast_id, origin, created, body, text, key.sign(_MAGIC + text.encode("ascii")))
 
 
-def parse_packet_payload(data: bytes) -> tuple[Envelope, int]:
+def parse_packet_payload(data: bytes | memoryview) -> tuple[Envelope, int]:
     """(envelope, hops left) of a received Broadcast packet; BroadcastError if malformed.
     The signature is not checked here: that needs the origin's identity."""
     if len(data) > MAX_PACKET_PAYLOAD:
         raise BroadcastError("broadcast packet is too large")
     try:
-        outer = json.loads(data)
+        outer = json.loads(bytes(data))
         inner = json.loads(outer["envelope"]) if isinstance(outer, dict) and isinstance(outer.get("envelope"), str) \
             else None
     except ValueError:

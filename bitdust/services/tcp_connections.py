@@ -27,11 +27,11 @@ class TcpConnectionsService(Service):
         try:
             connections = TcpConnections(self.node.reactor, config.get("network/host"),
                                          config.get("services/tcp-connections/tcp-port"), max_packet_size(config))
-            connections.listen()
+            listening = connections.listen()
         except Exception as exc:
             return fail(exc)
         self.connections = connections
-        return succeed(None)
+        return listening
 
     def stop(self) -> Deferred[None]:
         connections, self.connections = self.connections, None

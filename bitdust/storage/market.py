@@ -87,11 +87,11 @@ class ProtocolError(ValueError):
     """A payload does not follow this module's formats; the message says how."""
 
 
-def _load(payload: bytes, limit: int = MAX_CONTROL_BYTES) -> dict[str, Any]:
+def _load(payload: bytes | memoryview, limit: int = MAX_CONTROL_BYTES) -> dict[str, Any]:
     if len(payload) > limit:
         raise ProtocolError(f"payload of {len(payload)} bytes is over the {limit} byte limit")
     try:
-        value = json.loads(payload.decode("utf-8"))
+        value = json.loads(str(payload, "utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"payload is not JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -122,7 +122,7 @@ class ServiceRequest:
         return _dump({"needed_bytes": self.needed_bytes, "ecc_map": self.ecc_map, "position": self.position})
 
     @classmethod
-    def decode(cls, payload: bytes) -> ServiceRequest:
+    def decode(cls, payload: bytes | memoryview) -> ServiceRequest:
         value = _load(payload)
         ecc_map = value.get("ecc_map")
         if not isinstance(ecc_map, str) or ecc_map not in {f"ecc/{n}x{n}" for n in SUPPLIER_COUNTS}:
@@ -143,11 +143,11 @@ class ServiceOffer:
         return _dump({"quota_bytes": self.quota_bytes})
 
     @classmethod
-    def decode(cls, payload: bytes) -> ServiceOffer:
+    def decode(cls, payload: bytes | memoryview) -> ServiceOffer:
         return cls(_int(_load(payload), "quota_bytes"))
 
 
-def decode_failure(payload: bytes) -> FailReason:
+def decode_failure(payload: bytes | memoryview) -> FailReason:
     """A supplier's CancelService notice (its payload is a Fail's)."""
     return _in_market_codes(FailReason.decode(payload))
 
@@ -186,7 +186,7 @@ def encode_piece(piece_id: str, data: Buffer) -> bytes:
     return b"".join(piece_parts(piece_id, data))
 
 
-def decode_pieces(payload: bytes) -> list[tuple[str, memoryview]]:
+def decode_pieces(payload: bytes | memoryview) -> list[tuple[str, memoryview]]:
     """(piece ID, bytes) of every piece of a Data payload; the bytes are views, not
     copies. ProtocolError for anything but the exact format: a count out of range, a
     size that overruns, bytes left over, a bad or repeated piece ID."""
@@ -218,7 +218,7 @@ def decode_pieces(payload: bytes) -> list[tuple[str, memoryview]]:
     return pieces
 
 
-def decode_piece(payload: bytes) -> tuple[str, memoryview]:
+def decode_piece(payload: bytes | memoryview) -> tuple[str, memoryview]:
     """The one piece of a Data payload (an answer to Retrieve carries exactly one)."""
     pieces = decode_pieces(payload)
     if len(pieces) != 1:
@@ -247,7 +247,7 @@ def encode_retrieve(piece_id: str) -> bytes:
     return _dump({"piece": str(parse_piece_id(piece_id))})
 
 
-def decode_retrieve(payload: bytes) -> str:
+def decode_retrieve(payload: bytes | memoryview) -> str:
     try:
         return str(parse_piece_id(_load(payload).get("piece")))
     except IdError as exc:
@@ -258,7 +258,7 @@ def encode_delete_pieces(piece_ids: list[str]) -> bytes:
     return _dump({"pieces": [str(parse_piece_id(p)) for p in piece_ids]})
 
 
-def decode_delete_pieces(payload: bytes) -> list[str]:
+def decode_delete_pieces(payload: bytes | memoryview) -> list[str]:
     pieces = _load(payload).get("pieces")
     if not isinstance(pieces, list):
         raise ProtocolError("'pieces' must be a list")
@@ -272,7 +272,7 @@ def encode_delete_backups(backup_ids: list[str]) -> bytes:
     return _dump({"backups": [parse_backup_id(b) for b in backup_ids]})
 
 
-def decode_delete_backups(payload: bytes) -> list[str]:
+def decode_delete_backups(payload: bytes | memoryview) -> list[str]:
     backups = _load(payload).get("backups")
     if not isinstance(backups, list):
         raise ProtocolError("'backups' must be a list")
@@ -287,7 +287,7 @@ def encode_file_list(pieces: dict[str, int]) -> bytes:
     return _dump({"pieces": pieces})
 
 
-def decode_file_list(payload: bytes) -> dict[str, int]:
+def decode_file_list(payload: bytes | memoryview) -> dict[str, int]:
     pieces = _load(payload, MAX_LIST_BYTES).get("pieces")
     if not isinstance(pieces, dict):
         raise ProtocolError("'pieces' must be an object")
@@ -302,7 +302,7 @@ def decode_file_list(payload: bytes) -> dict[str, int]:
     return result
 
 
-def is_supplier_notice(payload: bytes) -> bool:
+def is_supplier_notice(payload: bytes | memoryview) -> bool:
     """True for a supplier's CancelService (Fail JSON with ``code``), False for a
     customer's ``{}`` (see the table above); malformed payloads count as neither: False."""
     try:

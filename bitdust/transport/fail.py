@@ -49,9 +49,9 @@ class FailReason:
                           ensure_ascii=False).encode("utf-8")
 
     @classmethod
-    def decode(cls, payload: bytes) -> FailReason:
+    def decode(cls, payload: bytes | memoryview) -> FailReason:
         """Lenient by design (see the module docstring): never raises."""
-        text = payload[:4096].decode("utf-8", "replace")
+        text = str(payload[:4096], "utf-8", "replace")
         try:
             value = json.loads(text)
         except ValueError:

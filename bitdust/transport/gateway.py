@@ -2,10 +2,11 @@
 
 Inbox order of checks, cheapest first, so a flood of junk costs little: size cap, parse,
 freshness, recipient, duplicate, the creator's identity (may fetch over HTTP), then the
-signature: Ed25519 by the packet key the creator's identity lists. A big packet is parsed
-and hashed in the node's CPU pool, since copying and hashing a few MB must not stall the
-reactor (TCP hands such frames over unjoined, as :class:`~bitdust.transport.packet.Chunks`);
-its signature is then one Ed25519 check on the reactor, cheaper than another hop. A KeyID
+signature: Ed25519 by the packet key the creator's identity lists. Parsing reads only the
+header (TCP hands a big frame over as the buffer it was read into, and the payload stays
+a view of it), so it is done on the reactor; a big packet's signature is checked in the
+node's CPU pool, since hashing a few MB and the Ed25519 check (~0.1 ms; both release the
+GIL) must not stall the reactor; a small one's inline, cheaper than the hop. A KeyID
 that is not the packet key of the cached identity makes the gateway re-fetch that identity
 (at most once a minute per creator): the peer may have a new packet key that our copy
 predates.
@@ -44,12 +45,11 @@ from bitdust.transport.dedupe import SeenKey, SeenPackets
 from bitdust.transport.fail import BAD_IDENTITY, UNAVAILABLE, FailReason
 from bitdust.transport.outbox import DEFAULT_RETRIES, DEFAULT_TIMEOUT, GatewayError, Outbox
 from bitdust.transport.packet import (
-    Chunks,
     Command,
+    Frame,
     Packet,
     PacketError,
     Payload,
-    has_magic,
     new_packet_id,
     payload_size,
 )
@@ -63,11 +63,10 @@ log = logging.getLogger(__name__)
 
 PROTO_ORDER = ("tcp", "udp")  # TCP carries bulk data; QUIC on UDP is the fallback
 MAX_SKEW_SECONDS = 600.0
-THREAD_PARSE_BYTES = 256 * 1024
+THREAD_VERIFY_BYTES = 256 * 1024
 THREAD_SIGN_BYTES = 256 * 1024
-"""Below these sizes a packet is signed, or parsed and hashed, inline: BLAKE3 of a small
-packet costs well under a hop to the CPU pool and back. (The Ed25519 check of any packet
-runs on the reactor, after the hash.)"""
+"""Below these sizes a packet is signed, or verified, inline: BLAKE3 of a small packet
+costs well under a hop to the CPU pool and back."""
 REFETCH_INTERVAL = 60.0
 MAX_REFETCH_MEMORY = 1000
 MIN_PACKET_LIMIT = 8 * 1024**2
@@ -89,7 +88,7 @@ class Transport(Protocol):
 
     proto: str
 
-    def send(self, host: str, port: int, frame: bytes, idurl: str) -> Deferred[None]:
+    def send(self, host: str, port: int, frame: Frame, idurl: str) -> Deferred[None]:
         """Fire once the packet (its :meth:`Packet.frame`) is accepted for delivery; fail
         if it cannot be."""
 
@@ -244,8 +243,9 @@ class Gateway:
 
     # -- in ----------------------------------------------------------------------
 
-    def inbox(self, data: bytes | Chunks, proto: str, peer: tuple[str, int] | None = None) -> Deferred[InboxResult]:
-        """Take raw packet bytes from a transport; never fails."""
+    def inbox(self, data: bytes | bytearray, proto: str, peer: tuple[str, int] | None = None) -> Deferred[InboxResult]:
+        """Take raw packet bytes from a transport; never fails. A ``bytearray`` is taken
+        over (:meth:`Packet.parse`): the transport must not reuse it."""
         size = len(data)
         try:
             result = self._inbox(data, size, proto)
@@ -273,30 +273,20 @@ class Gateway:
         return InboxResult(None, reason)
 
     # The inbox steps are plain functions that return a result, or a Deferred only where
-    # they must wait (a big packet's parse in the pool, an identity not cached yet): a small
+    # they must wait (a big packet's check in the pool, an identity not cached yet): a small
     # packet from a known peer goes through without one. ``inlineCallbacks`` here cost
     # about 25 Python calls per packet, on every packet and every Ack.
 
-    def _inbox(self, data: bytes | Chunks, size: int, proto: str) -> InboxResult | Deferred[InboxResult]:
+    def _inbox(self, data: bytes | bytearray, size: int, proto: str) -> InboxResult | Deferred[InboxResult]:
         if not self.running:
             return InboxResult(None, "stopped")
         if size > self.max_packet:
             return self._drop("oversize", size, proto=proto)
-        if size < THREAD_PARSE_BYTES:
-            try:
-                packet = Packet.parse(data, self.max_packet)
-            except PacketError:
-                return self._drop("garbage", size, proto=proto)
-            return self._parsed(packet, size, proto)
-        if not has_magic(data):
+        try:
+            packet = Packet.parse(data, self.max_packet)
+        except PacketError:
             return self._drop("garbage", size, proto=proto)
-        # the payload's copy and its hash: a thread's work, not the reactor's
-        parsing = self.node.cpu_pool.run(_parse_hashed, data, self.max_packet)
-        return parsing.addCallbacks(self._parsed, self._unparsable, callbackArgs=(size, proto),
-                                    errbackArgs=(size, proto))
-
-    def _unparsable(self, failure: Failure, size: int, proto: str) -> InboxResult | Failure:
-        return self._drop("garbage", size, proto=proto) if failure.check(PacketError) else failure
+        return self._parsed(packet, size, proto)
 
     def _parsed(self, packet: Packet, size: int, proto: str) -> InboxResult | Deferred[InboxResult]:
         """Checks that need no identity, then the creator's identity (cached, or fetched)."""
@@ -346,12 +336,26 @@ class Gateway:
         self._in_progress.discard(key)
         return failure
 
-    def _accept(self, identity: Identity, packet: Packet, key: SeenKey, size: int, proto: str) -> InboxResult:
-        """The signature check, then the packet counts as seen and goes to its handlers."""
-        try:
-            verified = self._verify(packet, identity)
-        finally:
-            self._in_progress.discard(key)
+    def _accept(self, identity: Identity, packet: Packet, key: SeenKey, size: int,
+                proto: str) -> InboxResult | Deferred[InboxResult]:
+        """The signature check (in the pool for a big packet), then :meth:`_verified`."""
+        if len(packet.payload) < THREAD_VERIFY_BYTES:
+            try:
+                verified = self._verify(packet, identity)
+            except BaseException:
+                self._in_progress.discard(key)
+                raise
+            return self._verified(verified, identity, packet, key, size, proto)
+        checking = self.node.cpu_pool.run(self._verify, packet, identity)
+        checking.addErrback(self._abandoned, key)
+        return checking.addCallback(self._verified, identity, packet, key, size, proto)
+
+    def _verified(self, verified: bool, identity: Identity, packet: Packet, key: SeenKey, size: int,
+                  proto: str) -> InboxResult:
+        """The packet counts as seen and goes to its handlers, if its signature held."""
+        self._in_progress.discard(key)
+        if not self.running:
+            return InboxResult(None, "stopped")
         if not verified:
             return self._drop("bad_signature", size, packet, proto)
         self._seen.add(key)
@@ -403,9 +407,10 @@ class Gateway:
             return cached
         return fresh
 
-    def _verify(self, packet: Packet, identity: Identity) -> bool:
-        """On the reactor: a big packet arrives hashed (:func:`_parse_hashed`, in the CPU
-        pool), so what is left of any packet is one Ed25519 check."""
+    @staticmethod
+    def _verify(packet: Packet, identity: Identity) -> bool:
+        """BLAKE3 of the packet and one Ed25519 check: on the reactor for a small packet,
+        in a pool thread for a big one (both release the GIL)."""
         return packet.key_id == identity.packet_key_id and packet.verify(identity)
 
     def _resend_reply(self, reply: Packet, remote: str) -> None:
@@ -463,14 +468,6 @@ class Gateway:
 
     def streams(self, wanted_protos: list[str] | None = None) -> list[dict[str, Any]]:
         return [s for t in self.transports() if _wanted(t.proto, wanted_protos) for s in t.streams()]
-
-
-def _parse_hashed(data: bytes | Chunks, max_size: int) -> Packet:
-    """Packet.parse plus its digest, in the calling (pool) thread: what verifying the
-    signature needs of a big packet's bytes is done before the reactor sees it."""
-    packet = Packet.parse(data, max_size)
-    packet.digest()
-    return packet
 
 
 def _wanted(proto: str, wanted: list[str] | None) -> bool:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-from bitdust.transport.packet import FRAME_HEADER_SIZE, Packet
+from bitdust.transport.packet import Frame, Packet
 from bitdust.transport.stats import PacketLog, PacketRecord, PacketStats
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class GatewayBusy(GatewayError):
 
 
 class _Outgoing:
-    def __init__(self, packet: Packet, frame: bytes, remote: str, wait_ack: bool, timeout: float,
+    def __init__(self, packet: Packet, frame: Frame, remote: str, wait_ack: bool, timeout: float,
                  retries: int, record: PacketRecord) -> None:
         self.packet = packet
         self.frame = frame
@@ -101,7 +101,7 @@ class Outbox:
             raise GatewayBusy(f"{MAX_PENDING} packets are already waiting for replies")
         frame = packet.frame()
         record = self._log.start(PacketRecord("out", packet.command.value, packet.packet_id, remote,
-                                              len(frame) - FRAME_HEADER_SIZE, "sending"))
+                                              frame.body_size, "sending"))
         out = _Outgoing(packet, frame, remote, wait_ack, timeout, retries, record)
         out.on_cancel = lambda o: self._finish(o, "cancelled")
         if wait_ack:

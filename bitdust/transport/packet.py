@@ -37,12 +37,16 @@ small header fields are read before a large payload is touched.
 The Date is integer milliseconds rather than a float: integers serialize exactly, so a
 packet re-encoded after parsing gives back the same signed bytes.
 
-Streams (TCP) carry packets as frames: a u32 length, then the packet bytes.
+Streams (TCP) carry packets as frames: a u32 length, then the packet bytes. Neither end
+joins a big frame: a sender hands the socket the frame's parts (length and header, the
+payload, the signature) in one vectored write, and a receiver reads a big frame straight
+into a buffer of its own size and parses it in place (the payload is a read-only view of
+that buffer). For 1 MB packets each of those joins cost about as much CPU as the
+kernel's own copy of the bytes.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import enum
 import secrets
@@ -63,8 +67,16 @@ MAX_ID_BYTES = 1024
 MAX_SIGNATURE_BYTES = 2048  # room to spare: Ed25519 signatures are 64 bytes, anything else fails verify
 MAX_DATE_MS = 2**63 - 1
 FRAME_HEADER_SIZE = 4
-COALESCE_BELOW = 16 * 1024  # stream chunks smaller than this are gathered, not kept one by one
-COALESCE_TAIL_LIMIT = 256 * 1024
+SCRATCH_SIZE = 64 * 1024
+"""A stream's read buffer for small frames; a frame that does not fit gets one of its own."""
+MIN_READ = 4096
+FIRST_BUFFER = 1024 * 1024
+BUFFER_GROWTH = 64
+"""A big frame's buffer starts at FIRST_BUFFER, or BUFFER_GROWTH times what arrived of
+the frame if more, and grows to BUFFER_GROWTH times what arrived when full (up to the
+frame's length, which it is from the start for the usual 1-4 MB packets): memory to
+zero and hold, for a peer that announces a huge frame and sends little of it, stays a
+bounded multiple of what it sent."""
 MAX_FRAME_LENGTH = 2**32 - 1
 
 _U16 = struct.Struct(">H")
@@ -74,6 +86,8 @@ _U64 = struct.Struct(">Q")
 Buffer = bytes | bytearray | memoryview
 Payload = Buffer | list[Buffer]
 """What :meth:`Packet.create` takes: the payload, or its parts (joined once, by create)."""
+PayloadBytes = bytes | memoryview
+"""A packet's payload: bytes, or a read-only view of the frame it was received in."""
 
 
 class PacketError(ValueError):
@@ -125,14 +139,13 @@ class Packet:
     creator_id: str
     packet_id: str
     date: int  # UTC epoch milliseconds
-    payload: bytes = dataclasses.field(repr=False)
+    payload: PayloadBytes = dataclasses.field(repr=False)
     remote_id: str
     key_id: str
     signature: bytes = dataclasses.field(default=b"", repr=False)
-    # The frame, once :meth:`frame` made it: a sender frames in the signing thread (a 1 MB
-    # join kept off the reactor) and a retry re-uses it. Not a field of the packet: no
-    # part of equality, and ``dataclasses.replace`` starts without it.
-    _frame: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    # The frame, once :meth:`frame` made it (a retry re-uses it). Not a field of the
+    # packet: no part of equality, and ``dataclasses.replace`` starts without it.
+    _frame: Frame | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
     # The signed bytes before the payload, made once: a packet is hashed when signed or
     # verified and joined when serialized, and encoding ten fields each time was a tenth
     # of the CPU time of a small packet. Parsing keeps the header as it came.
@@ -156,8 +169,9 @@ class Packet:
                 raise PacketError(f"{name} is longer than {MAX_ID_BYTES} bytes")
         if isinstance(self.date, bool) or not isinstance(self.date, int) or not 0 <= self.date <= MAX_DATE_MS:
             raise PacketError(f"date must be non-negative integer milliseconds, got {self.date!r}")
-        if not isinstance(self.payload, bytes):
-            raise PacketError(f"payload must be bytes, got {type(self.payload).__name__}")
+        if not isinstance(self.payload, bytes) and not (isinstance(self.payload, memoryview)
+                                                        and self.payload.readonly and self.payload.c_contiguous):
+            raise PacketError(f"payload must be bytes or a read-only view, got {type(self.payload).__name__}")
         if len(self.payload) > MAX_FRAME_LENGTH:
             raise PacketError("payload is larger than 4 GiB")
         if not isinstance(self.signature, bytes) or len(self.signature) > MAX_SIGNATURE_BYTES:
@@ -178,10 +192,7 @@ class Packet:
         """Build, sign and frame a packet; KeyID is the fingerprint of the packet key.
 
         ``payload`` may come in parts (a piece's header, then the piece): they are joined
-        here, so a caller that signs in a thread joins there too. Framed here because
-        every packet made is sent, and its frame is what the transports carry: a sender
-        makes a big packet in the CPU pool, so the 1 MB join of its frame is done there
-        too, not later on the reactor by the outbox.
+        here, so a caller that signs in a thread joins there too.
         Refuses an RSA key loudly: a packet signed with the identity key would only be
         dropped by every receiver, far from the mistake.
         """
@@ -201,7 +212,6 @@ class Packet:
         # ``unsigned`` is ours alone and already validated: set the signature in place
         # rather than validate everything again through dataclasses.replace.
         object.__setattr__(unsigned, "signature", private_key.sign(unsigned.signing_message()))
-        unsigned.frame()
         return unsigned
 
     def _signed_header(self) -> bytes:
@@ -220,7 +230,7 @@ class Packet:
         assert self._header is not None
         return self._header
 
-    def _signed_parts(self) -> list[bytes]:
+    def _signed_parts(self) -> list[PayloadBytes]:
         return [self._signed_header(), self.payload]
 
     def signed_bytes(self) -> bytes:
@@ -242,28 +252,28 @@ class Packet:
         """What the Ed25519 key really signs: the domain, then :meth:`digest`."""
         return SIGNATURE_DOMAIN + self.digest()
 
-    def frame(self) -> bytes:
-        """The packet as the transports carry it: a u32 length, then the wire bytes,
-        joined once and kept.
-
-        One bytes object on purpose: TCP writes it as it is, and Twisted sends a single
-        buffer without copying it, where a length header written beside the packet made
-        it join the two (a 1 MB copy on the reactor for each piece). QUIC sends the bytes
-        after the length (:func:`frame_body`)."""
+    def frame(self) -> Frame:
+        """The packet as the transports carry it (u32 length, then the wire bytes), made
+        once and kept. A big payload stays a part of its own, so it is never copied into
+        a frame: TCP writes the parts with one vectored write."""
         if self._frame is None:
             header = self._signed_header()
             length = len(header) + len(self.payload) + _U16.size + len(self.signature)
             if length > MAX_FRAME_LENGTH:
                 raise PacketError(f"packet of {length} bytes does not fit a 32-bit frame length")
-            object.__setattr__(self, "_frame", b"".join(
-                [_U32.pack(length), header, self.payload, _U16.pack(len(self.signature)), self.signature]))
+            tail = _U16.pack(len(self.signature)) + self.signature
+            if len(self.payload) < SCRATCH_SIZE:  # small: one buffer is cheaper to write than three
+                parts: tuple[Buffer, ...] = (b"".join([_U32.pack(length), header, self.payload, tail]),)
+            else:
+                parts = (_U32.pack(length) + header, self.payload, tail)
+            object.__setattr__(self, "_frame", Frame(parts, length))
         assert self._frame is not None
         return self._frame
 
     def serialize(self) -> bytes:
-        """The wire bytes alone (a copy of :meth:`frame` after its length): for whoever
-        stores or inspects a packet; senders hand :meth:`frame` to the transports."""
-        return self.frame()[FRAME_HEADER_SIZE:]
+        """The wire bytes, joined: for whoever stores or inspects a packet; senders hand
+        :meth:`frame` to the transports."""
+        return b"".join(self.frame().body_parts())
 
     def verify(self, identity_or_key: Identity | PacketVerifyKey) -> bool:
         """True only if the packet key (given, or the one the creator's identity lists)
@@ -295,16 +305,17 @@ class Packet:
         )
 
     @classmethod
-    def parse(cls, data: Buffer | Chunks, max_size: int) -> Packet:
-        """Decode wire bytes (whole, or as the :class:`Chunks` a stream delivered them
-        in); PacketError (and nothing else) on any malformed input.
+    def parse(cls, data: bytes | bytearray, max_size: int) -> Packet:
+        """Decode wire bytes; PacketError (and nothing else) on any malformed input.
 
         Does not verify the signature: the caller knows which identity to check against.
-        The payload is the one copy made of a big packet's bytes.
+        A ``bytearray`` is taken over, not copied: it is a frame a stream read in place
+        (:class:`FrameDecoder`), and the payload becomes a read-only view of it, so the
+        caller must not change it afterwards. From ``bytes`` the payload is a copy.
         """
         if len(data) > max_size:
             raise PacketError(f"packet of {len(data)} bytes exceeds the limit of {max_size}")
-        reader = _Reader.over(data)
+        reader = _Reader(data)
         if reader.take(len(MAGIC), "magic") != MAGIC:
             raise PacketError("bad magic: not a BitDust packet (or an unsupported version)")
         command = _to_command(reader.text("Command"))
@@ -316,7 +327,8 @@ class Packet:
         key_id = reader.text("KeyID")
         (payload_len,) = _U32.unpack(reader.take(_U32.size, "Payload length"))
         header = reader.consumed()
-        payload = reader.take(payload_len, "Payload")
+        payload = reader.view(payload_len, "Payload") if isinstance(data, bytearray) else \
+            reader.take(payload_len, "Payload")
         signature = reader.blob("Signature", MAX_SIGNATURE_BYTES)
         if reader.remaining:
             raise PacketError(f"{reader.remaining} trailing bytes after the signature")
@@ -343,32 +355,28 @@ def _text_field(text: str) -> bytes:
 
 
 class _Reader:
-    """Bounds-checked cursor over the packet bytes, held in one or more parts: every
-    overrun is a PacketError. A field that spans parts is joined from views of them."""
+    """Bounds-checked cursor over the packet bytes: every overrun is a PacketError."""
 
-    def __init__(self, parts: list[memoryview]) -> None:
-        self._parts = parts
-        self._size = sum(len(part) for part in parts)
+    def __init__(self, data: Buffer) -> None:
+        self._data = memoryview(data).toreadonly()
         self._pos = 0
-
-    @classmethod
-    def over(cls, data: Buffer | Chunks) -> _Reader:
-        return cls(data.parts if isinstance(data, Chunks) else [memoryview(data)])
 
     @property
     def remaining(self) -> int:
-        return self._size - self._pos
+        return len(self._data) - self._pos
 
     def consumed(self) -> bytes:
         """Every byte read so far."""
-        return self._bytes(0, self._pos)
+        return self._data[: self._pos].tobytes()
 
-    def take(self, size: int, what: str) -> bytes:
+    def view(self, size: int, what: str) -> memoryview:
         if size > self.remaining:
             raise PacketError(f"truncated packet: {what} needs {size} bytes, {self.remaining} left")
-        chunk = self._bytes(self._pos, self._pos + size)
         self._pos += size
-        return chunk
+        return self._data[self._pos - size : self._pos]
+
+    def take(self, size: int, what: str) -> bytes:
+        return self.view(size, what).tobytes()
 
     def blob(self, what: str, limit: int) -> bytes:
         (size,) = _U16.unpack(self.take(_U16.size, f"{what} length"))
@@ -383,56 +391,38 @@ class _Reader:
         except UnicodeDecodeError as exc:
             raise PacketError(f"{what} is not valid UTF-8: {exc.reason}") from None
 
-    def _bytes(self, start: int, end: int) -> bytes:
-        first = self._parts[0]
-        if end <= len(first):  # the usual case: a whole packet, or a header in the first part
-            return first[start:end].tobytes()
-        views, offset = [], 0
-        for part in self._parts:
-            low, high = max(start - offset, 0), min(end - offset, len(part))
-            if low < high:
-                views.append(part[low:high])
-            offset += len(part)
-            if offset >= end:
-                break
-        # bytes.join lets other threads run while it copies a MB or more
-        return b"".join(views)
 
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One packet as a stream carries it: a u32 length, then the packet bytes, kept in
+    the parts they were made in (:meth:`Packet.frame`); transports write the parts, so
+    the bytes are never joined on their way out."""
 
-def has_magic(data: Buffer | Chunks) -> bool:
-    """True if ``data`` starts like a packet of this format: the cheap test that keeps
-    junk from costing a hop to a thread before :meth:`Packet.parse` refuses it."""
-    reader = _Reader.over(data)
-    return reader.remaining >= len(MAGIC) and reader.take(len(MAGIC), "magic") == MAGIC
+    parts: tuple[Buffer, ...]
+    body_size: int
+    """The packet's bytes, after the length."""
 
+    def __post_init__(self) -> None:
+        # The length header must say what follows, or a stream would go out of sync far
+        # from the mistake.
+        first = self.parts[0] if self.parts else b""
+        total = sum(len(part) for part in self.parts)
+        if len(first) < FRAME_HEADER_SIZE or _U32.unpack_from(first)[0] != self.body_size \
+                or total != FRAME_HEADER_SIZE + self.body_size:
+            raise PacketError(f"{total} bytes are not one frame (u32 length, then that many bytes)")
 
-class Chunks:
-    """The bytes of one frame, still in the pieces the stream delivered them in.
-
-    Joining a multi-MB frame is left to :meth:`Packet.parse`, which copies the payload
-    out of the pieces once; the gateway parses big packets in a pool thread, so the
-    reactor that cut the frame never copies it at all."""
-
-    __slots__ = ("_size", "parts")
-
-    def __init__(self, parts: list[memoryview]) -> None:
-        self.parts = parts
-        self._size = sum(len(part) for part in parts)
+    @classmethod
+    def of(cls, packet_bytes: bytes) -> Frame:
+        """A frame of bytes that are already one packet (or, in tests, are not)."""
+        return cls((encode_frame(packet_bytes),), len(packet_bytes))
 
     def __len__(self) -> int:
-        return self._size
+        return FRAME_HEADER_SIZE + self.body_size
 
-    def __bytes__(self) -> bytes:
-        return b"".join(self.parts)
-
-
-def frame_body(frame: bytes) -> memoryview:
-    """The packet bytes of a frame made by :meth:`Packet.frame` or :func:`encode_frame`,
-    without a copy; PacketError if the length does not match (bytes that were never
-    framed would put a stream out of sync far from the mistake)."""
-    if len(frame) < FRAME_HEADER_SIZE or _U32.unpack_from(frame)[0] != len(frame) - FRAME_HEADER_SIZE:
-        raise PacketError(f"{len(frame)} bytes are not one frame (u32 length, then that many bytes)")
-    return memoryview(frame)[FRAME_HEADER_SIZE:]
+    def body_parts(self) -> list[memoryview]:
+        """The packet bytes after the length, as views of the parts (what QUIC sends)."""
+        first = memoryview(self.parts[0])[FRAME_HEADER_SIZE:]
+        return [first, *(memoryview(part) for part in self.parts[1:])]
 
 
 def encode_frame(packet_bytes: bytes) -> bytes:
@@ -443,106 +433,136 @@ def encode_frame(packet_bytes: bytes) -> bytes:
 
 
 class FrameDecoder:
-    """Cuts a byte stream into frames made by :func:`encode_frame`.
+    """Cuts a byte stream into frames, with the stream read straight into place.
+
+    A socket reader asks :meth:`buffer` where its next bytes go and tells :meth:`filled`
+    how many it wrote there (asyncio's ``BufferedProtocol``, ``recv_into``); :meth:`feed`
+    does both for bytes already read. Small frames share one scratch buffer, many per
+    read, and come out as ``bytes`` (one small copy each). A frame too big for the
+    scratch gets a ``bytearray`` of its own size as soon as its length arrives; the
+    socket reads into it and it is handed out as it is, so its bytes are copied once,
+    by the kernel (:meth:`Packet.parse` takes it over without a copy). Only a frame
+    longer than its first buffer (see ``BUFFER_GROWTH``) is copied, when it grows.
 
     An oversize length is refused as soon as its 4-byte header arrives, so a peer cannot
-    make us hold a huge frame in memory. After any error the stream is out of sync and
-    the decoder refuses all further input: the transport should close the connection.
-
-    Incoming chunks are kept as they came (a list, not a growing bytearray) and a frame
-    is joined from them once, when its last byte arrives: one copy per byte (or none
-    here: a big frame can be handed out as :class:`Chunks`, for its reader to join in
-    another thread). Appending 64 KB reads to a bytearray re-allocated and copied a 1 MB
-    frame several times over, then copied it once more to hand out ``bytes``. Small
-    chunks are the exception: they are gathered into a bytearray tail, so a peer that
-    dribbles a frame in one-byte segments cannot make us hold a Python object per byte.
+    make us hold a huge frame. After any error the stream is out of sync and the decoder
+    refuses all further input: the transport should close the connection. Memory held
+    is bounded by the scratch plus one frame; :attr:`held` counts a big frame's buffer
+    whole from the moment it is allocated, for the transport's budget.
     """
 
-    def __init__(self, max_frame_size: int, chunks_from: int | None = None) -> None:
-        """``chunks_from``: frames of this many bytes or more are handed out unjoined,
-        as :class:`Chunks` (the reader joins them where it parses them)."""
+    def __init__(self, max_frame_size: int, scratch_size: int = SCRATCH_SIZE) -> None:
         if max_frame_size < 0:
             raise ValueError("max_frame_size must be >= 0")
+        if scratch_size < MIN_READ:
+            raise ValueError(f"scratch_size must be >= {MIN_READ}")
         self._max = max_frame_size
-        self._chunks_from = chunks_from
-        self._chunks: collections.deque[Buffer] = collections.deque()
-        self._pending = 0
-        self._frame_size: int | None = None  # body length of the frame being received
+        self._scratch = bytearray(scratch_size)
+        self._start = self._end = 0  # the unread bytes of the scratch
+        self._big: bytearray | None = None  # the frame being read in place (or its start)
+        self._big_size = 0  # that frame's length
+        self._big_have = 0
         self._error: str | None = None
 
     @property
     def pending(self) -> int:
-        """Bytes buffered towards the next, still incomplete, frame."""
-        return self._pending
+        """Bytes received towards the next, still incomplete, frame (its header included)."""
+        big = FRAME_HEADER_SIZE + self._big_have if self._big is not None else 0
+        return self._end - self._start + big
+
+    @property
+    def held(self) -> int:
+        """Bytes of memory held for incomplete frames: a big frame's buffer counts whole."""
+        return self._end - self._start + (len(self._big) if self._big is not None else 0)
 
     @property
     def next_frame_size(self) -> int | None:
         """Length announced by the header of the frame being received, if it arrived."""
-        if self._frame_size is None and self._pending >= FRAME_HEADER_SIZE:
-            return int(_U32.unpack(self._peek_header())[0])
-        return self._frame_size
+        if self._big is not None:
+            return self._big_size
+        if self._end - self._start >= FRAME_HEADER_SIZE:
+            return int(_U32.unpack_from(self._scratch, self._start)[0])
+        return None
 
-    def feed(self, data: bytes) -> list[bytes | Chunks]:
-        """Add bytes from the stream; return every frame they complete, in order."""
-        if self._error is not None:
-            raise PacketError(f"frame stream already failed: {self._error}")
-        if data:
-            tail = self._chunks[-1] if self._chunks else None
-            if len(data) >= COALESCE_BELOW:
-                self._chunks.append(data if isinstance(data, bytes) else bytes(data))  # kept: must not change
-            elif isinstance(tail, bytearray) and len(tail) < COALESCE_TAIL_LIMIT:
-                tail += data
-            else:
-                self._chunks.append(bytearray(data))
-            self._pending += len(data)
-        frames: list[bytes | Chunks] = []
-        while True:
-            if self._frame_size is None:
-                if self._pending < FRAME_HEADER_SIZE:
-                    break
-                (length,) = _U32.unpack(self._peek_header())
-                if length > self._max:
-                    self._error = f"frame of {length} bytes exceeds the limit of {self._max}"
-                    self._chunks.clear()
-                    self._pending = 0
-                    raise PacketError(self._error)
-                self._frame_size = length
-            if self._pending < FRAME_HEADER_SIZE + self._frame_size:
-                break
-            self._cut(FRAME_HEADER_SIZE)
-            parts = self._cut(self._frame_size)
-            if self._chunks_from is not None and self._frame_size >= self._chunks_from:
-                frames.append(Chunks([p if isinstance(p, memoryview) else memoryview(p) for p in parts]))
-            elif len(parts) == 1 and isinstance(parts[0], bytes):
-                frames.append(parts[0])  # exactly one whole chunk: no copy at all
-            else:
-                frames.append(b"".join(parts))
-            self._frame_size = None
+    def buffer(self) -> memoryview:
+        """Where the next bytes of the stream go (never empty)."""
+        self._check()
+        if self._big is not None:
+            return memoryview(self._big)[self._big_have :]
+        free = len(self._scratch) - self._end
+        if self._start and free < max(MIN_READ, self._missing()):
+            kept = bytes(self._scratch[self._start : self._end])  # a partial small frame: < scratch
+            self._scratch[: len(kept)] = kept
+            self._start, self._end = 0, len(kept)
+        return memoryview(self._scratch)[self._end :]
+
+    def filled(self, size: int) -> list[bytes | bytearray]:
+        """``size`` bytes were written at the start of :meth:`buffer`: the frames they complete."""
+        self._check()
+        if self._big is not None:
+            self._big_have += size
+            if self._big_have < len(self._big):
+                return []
+            if self._big_have < self._big_size:
+                self._big = self._grown(self._big, self._big_have)
+                return []
+            frame, self._big, self._big_have = self._big, None, 0
+            return [frame]
+        self._end += size
+        return self._cut()
+
+    def feed(self, data: Buffer) -> list[bytes | bytearray]:
+        """Add bytes already read from the stream; return every frame they complete."""
+        source = memoryview(data)
+        frames: list[bytes | bytearray] = []
+        while source:
+            target = self.buffer()
+            size = min(len(target), len(source))
+            target[:size] = source[:size]
+            source = source[size:]
+            frames.extend(self.filled(size))
         return frames
 
-    def _peek_header(self) -> bytes:
-        head = b""
-        for chunk in self._chunks:
-            head += bytes(chunk[: FRAME_HEADER_SIZE - len(head)])
-            if len(head) == FRAME_HEADER_SIZE:
-                break
-        return head
+    def _check(self) -> None:
+        if self._error is not None:
+            raise PacketError(f"frame stream already failed: {self._error}")
 
-    def _cut(self, size: int) -> list[Buffer]:
-        """Take ``size`` bytes off the front, as the chunks (or views of them) they were."""
-        parts: list[Buffer] = []
-        left = size
-        while left:
-            chunk = self._chunks[0]
-            if len(chunk) <= left:
-                parts.append(self._chunks.popleft())
-                left -= len(chunk)
-            else:
-                # A view, not a bytearray, stays behind: the tail that may still grow is
-                # always a bytearray nobody holds a view of.
-                view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
-                parts.append(view[:left])
-                self._chunks[0] = view[left:]
-                left = 0
-        self._pending -= size
-        return parts
+    def _missing(self) -> int:
+        """Bytes still to come before the frame begun in the scratch is whole."""
+        have = self._end - self._start
+        if have < FRAME_HEADER_SIZE:
+            return FRAME_HEADER_SIZE - have
+        return FRAME_HEADER_SIZE + int(_U32.unpack_from(self._scratch, self._start)[0]) - have
+
+    def _grown(self, start: Buffer, have: int) -> bytearray:
+        """A buffer for the big frame, holding the ``have`` bytes of it already here."""
+        size = min(self._big_size, max(FIRST_BUFFER, BUFFER_GROWTH * have))
+        buffer = bytearray(size)
+        buffer[:have] = memoryview(start)[:have]
+        return buffer
+
+    def _cut(self) -> list[bytes | bytearray]:
+        frames: list[bytes | bytearray] = []
+        view = memoryview(self._scratch)
+        while self._end - self._start >= FRAME_HEADER_SIZE:
+            (length,) = _U32.unpack_from(self._scratch, self._start)
+            if length > self._max:
+                self._error = f"frame of {length} bytes exceeds the limit of {self._max}"
+                self._start = self._end = 0
+                raise PacketError(self._error)
+            body = self._start + FRAME_HEADER_SIZE
+            if FRAME_HEADER_SIZE + length > len(self._scratch):
+                # Too big for the scratch, so its start is all the scratch holds.
+                have = self._end - body
+                self._big_size = length
+                self._big = self._grown(view[body : self._end], have)
+                self._big_have = have
+                self._start = self._end = 0
+                break
+            if self._end - body < length:
+                break
+            frames.append(view[body : body + length].tobytes())
+            self._start = body + length
+        if self._start == self._end:
+            self._start = self._end = 0
+        return frames

@@ -3,19 +3,27 @@
 * One outgoing connection per remote ``host:port``, opened on the first send and reused;
   a closed one is re-opened by the next send. Incoming connections are served as long
   as the peer keeps them (or until idle for ``idle_timeout``).
-* Write side backpressure: the protocol registers itself as a streaming producer of
-  its transport. While the kernel socket buffer plus Twisted's buffer is full, frames
-  wait in a per-connection queue bounded in bytes; a send that would exceed it fails
-  at once (``SendQueueFull``) and the gateway falls back or retries later. So a slow
-  peer costs at most one frame in Twisted's buffer plus the queue limit.
+* Built on the event loop's own streams (asyncio protocols; the node's reactor is
+  Twisted's asyncio reactor on uvloop), not on Twisted's TCP: uvloop reads and writes in
+  C, with ``recv_into`` and vectored writes, where Twisted runs Python for every read and
+  write and joins what it sends. A raw Twisted socket moving 1 MB blocks costs the
+  process about twice the CPU of a uvloop one on this machine, and a big frame is
+  read straight into a buffer of its size (:class:`FrameDecoder`) and written from its
+  parts (:class:`Frame`), so neither end copies it. The rest of the node sees Deferreds.
+* Write side backpressure: the transport tells the protocol when its buffer passes
+  ``WRITE_BUFFER_HIGH``; until it drains, frames wait in a per-connection queue bounded
+  in bytes; a send that would exceed it fails at once (``SendQueueFull``) and the
+  gateway falls back or retries later. So a slow peer costs at most the transport's
+  buffer plus the queue limit.
 * Read side backpressure: at most ``MAX_INFLIGHT`` frames of one connection are being
   verified at a time; beyond that the socket stops being read, so TCP flow control
   slows the sender down instead of our memory growing.
 * A frame longer than the limit, or a frame that is not a packet, closes the connection:
   the stream can no longer be trusted to be in sync.
-* All connections together hold at most ``max_buffered`` bytes of frames not complete
-  yet. Each alone is bounded by the frame limit, but a peer that opens many connections
-  and sends each a large frame's first bytes, then nothing, would otherwise pin
+* All connections together hold at most ``max_buffered`` bytes for frames not complete
+  yet (a big frame's whole buffer counts from its length header on: it is allocated
+  then). Each alone is bounded by the frame limit, but a peer that opens many
+  connections and sends each a large frame's header, then nothing, would otherwise pin
   connections x frame limit (256 x 33 MB by default). Past the budget the connection
   whose partial frame has waited longest for its next byte is hung up on (counted as
   ``buffer_full``): an honest transfer keeps arriving, a stalled one is the suspect.
@@ -23,38 +31,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ipaddress
 import logging
+import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from twisted.internet import protocol
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from bitdust.transport.gateway import THREAD_PARSE_BYTES
-from bitdust.transport.packet import FRAME_HEADER_SIZE, FrameDecoder, PacketError, frame_body
+from bitdust.transport.packet import FRAME_HEADER_SIZE, Frame, FrameDecoder, PacketError
 
 if TYPE_CHECKING:
+    from twisted.python.failure import Failure
+
     from bitdust.transport.gateway import Gateway, InboxResult
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 PROTO = "tcp"
 CONNECT_TIMEOUT = 10.0
 IDLE_TIMEOUT = 300.0
 IDLE_CHECK_INTERVAL = 30.0
 MAX_INFLIGHT = 4
-READ_SIZE = 256 * 1024
-SEND_SIZE = 1024 * 1024
+WRITE_BUFFER_HIGH = 1024 * 1024
+WRITE_BUFFER_LOW = 256 * 1024
 QUEUE_LIMIT = 16 * 1024**2
 MAX_CONNECTIONS = 256
 MAX_CONNECT_WAITERS = 1000
+LISTEN_BACKLOG = 128
 MIN_BUFFERED = 256 * 1024**2
 """Floor of the all-connections budget for partial frames (at least two whole frames)."""
 
@@ -65,6 +75,19 @@ class TcpError(ConnectionError):
 
 class SendQueueFull(TcpError):
     """The peer reads slower than we write; refused rather than buffered without end."""
+
+
+def event_loop(reactor: Any) -> asyncio.AbstractEventLoop:
+    """The asyncio loop under Twisted's asyncio reactor (the daemon's, and the tests')."""
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    if loop is None:
+        raise RuntimeError("the transports need Twisted's asyncio reactor (asyncio streams, aioquic)")
+    return loop
+
+
+def run_on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> Deferred[T]:
+    """A coroutine of the asyncio world as a Deferred of Twisted's."""
+    return Deferred.fromFuture(asyncio.ensure_future(coro, loop=loop))
 
 
 def check_listen_host(host: str) -> str:
@@ -80,18 +103,17 @@ def check_listen_host(host: str) -> str:
     return host
 
 
-@implementer(IPushProducer)
-class PacketProtocol(protocol.Protocol):
+class PacketProtocol(asyncio.BufferedProtocol):
     """One TCP connection: frames in, frames out, both directions bounded."""
 
     def __init__(self, manager: TcpConnections, direction: str) -> None:
         self.manager = manager
         self.direction = direction  # "in": accepted, "out": we dialled
+        self.transport: asyncio.Transport | None = None
         self.remote: tuple[str, int] = ("", 0)
         self.idurl = ""
-        # Big frames go to the gateway unjoined: it parses them in a thread.
-        self.decoder = FrameDecoder(manager.max_frame, chunks_from=THREAD_PARSE_BYTES)
-        self.queue: collections.deque[tuple[bytes, Deferred[None]]] = collections.deque()
+        self.decoder = FrameDecoder(manager.max_frame)
+        self.queue: collections.deque[tuple[Frame, Deferred[None]]] = collections.deque()
         self.queued_bytes = 0
         self.write_paused = False
         self.read_paused = False
@@ -102,60 +124,72 @@ class PacketProtocol(protocol.Protocol):
         self.last_read = 0.0
         """When the partial frame being received last grew (monotonic)."""
         self.open = False
+        self._in_pool = False  # accepted into the pool: connection_lost has work to do
         self._flushing = False
 
     # -- connection ------------------------------------------------------------------
 
-    def connectionMade(self) -> None:
-        self.open = True
-        peer: Any = self.transport.getPeer()  # type: ignore[union-attr]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods
+        self.transport = cast(asyncio.Transport, transport)
         if self.direction == "in":
-            self.remote = (str(peer.host), int(peer.port))
+            peer = transport.get_extra_info("peername") or ("", 0)
+            self.remote = (str(peer[0]), int(peer[1]))
+            if self.manager.count("in") >= self.manager.max_connections:
+                log.warning("refusing tcp connection from %s:%s: %d connections open",
+                            *self.remote, self.manager.max_connections)
+                self.transport.abort()
+                return
         # Replies are small and awaited: Nagle plus delayed ACKs would add ~40 ms to each.
-        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            set_no_delay(True)
-        # Twisted reads 64 KB at a time; a 1 MB piece then costs 16 trips through the
-        # reactor and the frame decoder. Bigger reads cut that Python work per byte.
-        if hasattr(self.transport, "bufferSize"):
-            self.transport.bufferSize = READ_SIZE  # type: ignore[union-attr]
-        # Twisted also hands the socket at most 128 KB per writable event: 8 trips through
-        # the reactor to send a 1 MB piece, where the kernel takes most of it in one.
-        if hasattr(self.transport, "SEND_LIMIT"):
-            self.transport.SEND_LIMIT = SEND_SIZE  # type: ignore[union-attr]
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH, low=WRITE_BUFFER_LOW)
+        self.open = self._in_pool = True
         self.manager.added(self)
 
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        self.open = False
-        self.manager.buffered_change(-self.decoder.pending)
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._in_pool:
+            return  # refused in connection_made
+        self.open = self._in_pool = False
+        self.manager.buffered_change(-self.decoder.held)
         self.decoder = FrameDecoder(0)  # holds nothing more; its bytes are no longer counted
         queued, self.queue = self.queue, collections.deque()
         self.queued_bytes = 0
-        for _data, d in queued:
+        for _frame, d in queued:
             d.errback(TcpError(f"connection to {self.remote[0]}:{self.remote[1]} closed"))
         self.manager.removed(self)
 
+    def eof_received(self) -> bool:
+        return False  # the peer is done: close our side too
+
     def abort(self) -> None:
         if self.transport is not None:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     # -- read --------------------------------------------------------------------------
 
-    def dataReceived(self, data: bytes) -> None:
-        self.bytes_in += len(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.decoder.buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.bytes_in += nbytes
         self.last_active = self.last_read = time.monotonic()
-        held = self.decoder.pending
+        held = self.decoder.held
         try:
-            frames = self.decoder.feed(data)
+            frames = self.decoder.filled(nbytes)
         except PacketError as exc:
             self.manager.buffered_change(-held)
             log.info("closing tcp connection from %s:%s: %s", *self.remote, exc)
-            self.manager.reject("oversize", len(data))
+            self.manager.reject("oversize", nbytes)
             self.abort()
             return
-        self.manager.buffered_change(self.decoder.pending - held)
-        if self.decoder.pending > held:
+        self.manager.buffered_change(self.decoder.held - held)
+        if self.decoder.held > held:
             self.manager.shed()
             if not self.open:
                 return
@@ -171,31 +205,29 @@ class PacketProtocol(protocol.Protocol):
             receiver.inbox(frame, PROTO, self.remote).addBoth(self._processed)
         if self.processing >= MAX_INFLIGHT and not self.read_paused and self.open:
             self.read_paused = True
-            self.transport.pauseProducing()  # type: ignore[union-attr]
+            assert self.transport is not None
+            self.transport.pause_reading()
 
     def _processed(self, result: InboxResult | Failure) -> None:
         self.processing -= 1
-        if isinstance(result, Failure) or result.stream_broken:
+        if not isinstance(result, tuple) or result.stream_broken:
             self.abort()
         elif result.creator and not self.idurl:
             self.idurl = result.creator
         if self.read_paused and self.processing < MAX_INFLIGHT and self.open:
             self.read_paused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+            assert self.transport is not None
+            self.transport.resume_reading()
 
     # -- write -------------------------------------------------------------------------
 
-    def send(self, frame: bytes) -> Deferred[None]:
-        """Fire when the frame (:meth:`Packet.frame`, written as it is) is handed to the
-        socket; fail at once when it is not one frame or over the limit."""
+    def send(self, frame: Frame) -> Deferred[None]:
+        """Fire when the frame (:meth:`Packet.frame`) is handed to the transport; fail at
+        once when it is over the limit or the queue is full."""
         if not self.open:
             return fail(TcpError(f"connection to {self.remote[0]}:{self.remote[1]} is closed"))
-        try:
-            size = len(frame_body(frame))
-        except PacketError as exc:
-            return fail(TcpError(str(exc)))
-        if size > self.manager.max_frame:
-            return fail(TcpError(f"packet of {size} bytes exceeds the frame limit {self.manager.max_frame}"))
+        if frame.body_size > self.manager.max_frame:
+            return fail(TcpError(f"packet of {frame.body_size} bytes exceeds the frame limit {self.manager.max_frame}"))
         if self.queue and self.queued_bytes + len(frame) > self.manager.queue_limit:
             return fail(SendQueueFull(f"{self.queued_bytes} bytes already queued to {self.remote[0]}:{self.remote[1]}"))
         d: Deferred[None] = Deferred()
@@ -210,26 +242,24 @@ class PacketProtocol(protocol.Protocol):
         self._flushing = True
         try:
             while self.queue and not self.write_paused and self.open:
-                data, d = self.queue.popleft()
-                self.queued_bytes -= len(data)
-                self.transport.write(data)  # type: ignore[union-attr]
-                self.bytes_out += len(data)
+                frame, d = self.queue.popleft()
+                self.queued_bytes -= len(frame)
+                assert self.transport is not None
+                self.transport.writelines(frame.parts)
+                self.bytes_out += len(frame)
                 self.packets_out += 1
                 self.last_active = time.monotonic()
                 d.callback(None)
         finally:
             self._flushing = False
 
-    # IPushProducer: the transport tells us when its buffer is full / drained.
-    def pauseProducing(self) -> None:
+    # The transport tells us when its buffer passes the high mark, and when it drained.
+    def pause_writing(self) -> None:
         self.write_paused = True
 
-    def resumeProducing(self) -> None:
+    def resume_writing(self) -> None:
         self.write_paused = False
         self._flush()
-
-    def stopProducing(self) -> None:
-        self.write_paused = True
 
     # -- views -------------------------------------------------------------------------
 
@@ -244,25 +274,12 @@ class PacketProtocol(protocol.Protocol):
 
     def streams(self) -> list[dict[str, Any]]:
         base = {"proto": PROTO, "host": self.remote[0], "port": self.remote[1], "idurl": self.idurl}
-        found = [{**base, "direction": "out", "size": len(data) - FRAME_HEADER_SIZE, "done": 0}
-                 for data, _d in self.queue]
+        found = [{**base, "direction": "out", "size": frame.body_size, "done": 0} for frame, _d in self.queue]
         size = self.decoder.next_frame_size
         if size is not None:
             found.append({**base, "direction": "in", "size": size,
                           "done": self.decoder.pending - FRAME_HEADER_SIZE})
         return found
-
-
-class _Factory(protocol.Factory):
-    def __init__(self, manager: TcpConnections, direction: str) -> None:
-        self.manager = manager
-        self.direction = direction
-
-    def buildProtocol(self, addr: Any) -> PacketProtocol | None:
-        if self.direction == "in" and self.manager.count("in") >= self.manager.max_connections:
-            log.warning("refusing tcp connection from %s: %d connections open", addr, self.manager.max_connections)
-            return None
-        return PacketProtocol(self.manager, self.direction)
 
 
 class TcpConnections:
@@ -272,6 +289,7 @@ class TcpConnections:
                  queue_limit: int = QUEUE_LIMIT, idle_timeout: float = IDLE_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS) -> None:
         self.reactor = reactor
+        self.loop = event_loop(reactor)
         self.host = check_listen_host(host)
         self.wanted_port = port
         self.max_frame = max_frame
@@ -280,9 +298,10 @@ class TcpConnections:
         self.max_connections = max_connections
         self.max_buffered = max(MIN_BUFFERED, 2 * max_frame)
         self.buffered = 0
-        """Bytes of partial frames held by all connections together."""
+        """Bytes held for partial frames by all connections together."""
         self.receiver: Gateway | None = None
-        self._listener: Any = None
+        self._socket: socket.socket | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._all: set[PacketProtocol] = set()
         self._out: dict[tuple[str, int], PacketProtocol] = {}
         self._connecting: dict[tuple[str, int], list[Deferred[PacketProtocol]]] = {}
@@ -292,14 +311,31 @@ class TcpConnections:
     @property
     def port(self) -> int:
         """The port really listened on (differs from the config when that was 0)."""
-        if self._listener is None:
+        if self._socket is None:
             raise TcpError("not listening")
-        return int(self._listener.getHost().port)
+        return int(self._socket.getsockname()[1])
 
-    def listen(self) -> None:
-        self._listener = self.reactor.listenTCP(self.wanted_port, _Factory(self, "in"), interface=self.host)
+    def listen(self) -> Deferred[None]:
+        """Bind now (a taken port fails here, and :attr:`port` is known at once); fire
+        once connections are being accepted."""
+        family, kind, proto, _name, address = socket.getaddrinfo(self.host, self.wanted_port,
+                                                                 type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
         self._idle_check.start(IDLE_CHECK_INTERVAL, now=False)
         log.info("tcp listening on %s:%d", self.host, self.port)
+        return run_on_loop(self.loop, self._serve(sock))
+
+    async def _serve(self, sock: socket.socket) -> None:
+        self._server = await self.loop.create_server(lambda: PacketProtocol(self, "in"), sock=sock)
 
     def close(self) -> Deferred[None]:
         if self._idle_check.running:
@@ -310,10 +346,13 @@ class TcpConnections:
         self._connecting.clear()
         for conn in list(self._all):
             conn.abort()
-        listener, self._listener = self._listener, None
-        if listener is None:
-            return succeed(None)
-        return Deferred.fromCoroutine(_none(listener.stopListening()))
+        server, self._server = self._server, None
+        sock, self._socket = self._socket, None
+        if server is not None:
+            server.close()  # closes the listening socket too
+        elif sock is not None:
+            sock.close()
+        return run_on_loop(self.loop, asyncio.sleep(0))  # one turn: the aborts land
 
     # -- pool ----------------------------------------------------------------------
 
@@ -338,12 +377,12 @@ class TcpConnections:
         over the connections)."""
         if self.buffered <= self.max_buffered:
             return
-        holders = sorted((c for c in self._all if c.open and c.decoder.pending), key=lambda c: c.last_read)
+        holders = sorted((c for c in self._all if c.open and c.decoder.held), key=lambda c: c.last_read)
         for conn in holders:
             if self.buffered <= self.max_buffered:
                 break
-            held = conn.decoder.pending
-            log.warning("tcp: %d bytes of partial frames held (limit %d): dropping %s:%s holding %d",
+            held = conn.decoder.held
+            log.warning("tcp: %d bytes held for partial frames (limit %d): dropping %s:%s holding %d",
                         self.buffered, self.max_buffered, *conn.remote, held)
             self.reject("buffer_full", held)
             conn.open = False  # no more frames from it, even before the abort lands
@@ -360,7 +399,7 @@ class TcpConnections:
         conn = self._out.get(key)
         if conn is not None and conn.open:
             return succeed(conn)
-        if self._listener is None:
+        if self._socket is None:
             return fail(TcpError("tcp connections are not running"))
         waiter: Deferred[PacketProtocol] = Deferred()
         waiters = self._connecting.get(key)
@@ -372,22 +411,32 @@ class TcpConnections:
         if self.count("out") >= self.max_connections:
             return fail(TcpError(f"{self.max_connections} outgoing connections are open"))
         self._connecting[key] = [waiter]
-        endpoint = HostnameEndpoint(self.reactor, host, port, timeout=CONNECT_TIMEOUT)
-        endpoint.connect(_Factory(self, "out")).addCallbacks(
+        run_on_loop(self.loop, self._dial(host, port)).addCallbacks(
             self._connected, self._connect_failed, callbackArgs=(key,), errbackArgs=(key,))
         return waiter
 
+    async def _dial(self, host: str, port: int) -> PacketProtocol:
+        _transport, conn = await asyncio.wait_for(
+            self.loop.create_connection(lambda: PacketProtocol(self, "out"), host, port), CONNECT_TIMEOUT)
+        return conn
+
     def _connected(self, conn: PacketProtocol, key: tuple[str, int]) -> None:
         conn.remote = key
+        waiters = self._connecting.pop(key, [])
+        if not conn.open:  # closed again at once, or the pool shut down meanwhile
+            for d in waiters:
+                d.errback(TcpError(f"connection to {key[0]}:{key[1]} closed"))
+            return
         self._out[key] = conn
-        for d in self._connecting.pop(key, []):
+        for d in waiters:
             d.callback(conn)
 
     def _connect_failed(self, failure: Failure, key: tuple[str, int]) -> None:
+        reason = failure.getErrorMessage() or repr(failure.value)
         for d in self._connecting.pop(key, []):
-            d.errback(TcpError(f"cannot connect to {key[0]}:{key[1]}: {failure.getErrorMessage()}"))
+            d.errback(TcpError(f"cannot connect to {key[0]}:{key[1]}: {reason}"))
 
-    def send(self, host: str, port: int, frame: bytes, idurl: str = "") -> Deferred[None]:
+    def send(self, host: str, port: int, frame: Frame, idurl: str = "") -> Deferred[None]:
         """Write one frame (:meth:`Packet.frame`) to ``host:port``."""
         def write(conn: PacketProtocol) -> Deferred[None]:
             if idurl and not conn.idurl:
@@ -401,7 +450,7 @@ class TcpConnections:
         for conn in list(self._all):
             if conn.last_active < limit and not conn.queue and not conn.processing:
                 log.debug("closing idle tcp connection %s:%s", *conn.remote)
-                conn.transport.loseConnection()  # type: ignore[union-attr]
+                conn.close()
 
     # -- views -----------------------------------------------------------------------
 
@@ -412,11 +461,6 @@ class TcpConnections:
         return [s for c in sorted(self._all, key=lambda c: c.started) for s in c.streams()]
 
 
-async def _none(result: Any) -> None:
-    if isinstance(result, Deferred):
-        await result
-
-
 class TcpTransport:
     """The gateway's view of TCP (service_tcp_transport)."""
 
@@ -425,7 +469,7 @@ class TcpTransport:
     def __init__(self, connections: TcpConnections) -> None:
         self.tcp = connections
 
-    def send(self, host: str, port: int, frame: bytes, idurl: str) -> Deferred[None]:
+    def send(self, host: str, port: int, frame: Frame, idurl: str) -> Deferred[None]:
         return self.tcp.send(host, port, frame, idurl)
 
     def connections(self) -> list[dict[str, Any]]:

@@ -41,9 +41,9 @@ from aioquic.quic.connection import QuicConnection
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from bitdust.transport.packet import frame_body
+from bitdust.transport.packet import Frame
 from bitdust.transport.quic_cert import SERVER_NAME, ensure_certificate
-from bitdust.transport.tcp import SendQueueFull, check_listen_host
+from bitdust.transport.tcp import SendQueueFull, check_listen_host, event_loop, run_on_loop
 
 if TYPE_CHECKING:
     from bitdust.transport.gateway import Gateway, InboxResult
@@ -146,7 +146,7 @@ class PacketQuicProtocol(QuicConnectionProtocol):
         self.packets_in += 1
         receiver = self.owner.receiver
         if receiver is not None:
-            receiver.inbox(bytes(buffer), PROTO, self.remote).addBoth(self._processed)
+            receiver.inbox(buffer, PROTO, self.remote).addBoth(self._processed)  # handed over, not copied
 
     def _processed(self, result: InboxResult | Failure) -> None:
         if isinstance(result, Failure) or result.stream_broken:
@@ -175,18 +175,21 @@ class PacketQuicProtocol(QuicConnectionProtocol):
 
     # -- sending ---------------------------------------------------------------------
 
-    def send_packet(self, data: bytes | memoryview) -> asyncio.Future[None]:
-        """A future that completes when the peer acknowledged the whole packet."""
+    def send_packet(self, parts: list[memoryview]) -> asyncio.Future[None]:
+        """A future that completes when the peer acknowledged the whole packet (given as
+        the parts of its bytes)."""
         if self.closed:
             raise QuicError(f"quic connection to {self.remote[0]}:{self.remote[1]} is closed")
-        if self._outgoing and self.outgoing_bytes + len(data) > self.owner.queue_limit:
+        size = sum(len(part) for part in parts)
+        if self._outgoing and self.outgoing_bytes + size > self.owner.queue_limit:
             raise SendQueueFull(f"{self.outgoing_bytes} bytes unacknowledged to {self.remote[0]}:{self.remote[1]}")
         stream_id = self._quic.get_next_available_stream_id(is_unidirectional=True)
-        # aioquic appends the data to a bytearray: a view of the frame serves, uncopied.
-        self._quic.send_stream_data(stream_id, data, end_stream=True)  # type: ignore[arg-type]
+        # aioquic appends the data to a bytearray: views of the frame serve, uncopied.
+        for number, part in enumerate(parts, 1):
+            self._quic.send_stream_data(stream_id, part, end_stream=number == len(parts))  # type: ignore[arg-type]
         done: asyncio.Future[None] = self._loop.create_future()
-        self._outgoing[stream_id] = (len(data), done)
-        self.outgoing_bytes += len(data)
+        self._outgoing[stream_id] = (size, done)
+        self.outgoing_bytes += size
         self.transmit()
         return done
 
@@ -272,10 +275,7 @@ class QuicTransport:
 
     def __init__(self, reactor: Any, host: str, port: int, max_packet: int, metadata: Path,
                  queue_limit: int = QUEUE_LIMIT) -> None:
-        loop = getattr(reactor, "_asyncioEventloop", None)
-        if loop is None:
-            raise RuntimeError("udp_transport needs Twisted's asyncio reactor (aioquic is asyncio-based)")
-        self._loop: asyncio.AbstractEventLoop = loop
+        self._loop = event_loop(reactor)
         self.host = check_listen_host(host)
         self.wanted_port = port
         self.max_packet = max_packet
@@ -292,7 +292,7 @@ class QuicTransport:
         self._connecting: dict[tuple[str, int], asyncio.Future[PacketQuicProtocol]] = {}
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> Deferred[T]:
-        return Deferred.fromFuture(asyncio.ensure_future(coro, loop=self._loop))
+        return run_on_loop(self._loop, coro)
 
     @property
     def port(self) -> int:
@@ -356,19 +356,18 @@ class QuicTransport:
 
     # -- sending -----------------------------------------------------------------------
 
-    def send(self, host: str, port: int, frame: bytes, idurl: str) -> Deferred[None]:
+    def send(self, host: str, port: int, frame: Frame, idurl: str) -> Deferred[None]:
         """Send a packet's frame (:meth:`Packet.frame`): one stream carries the packet
         bytes after the length, its end marks the packet's."""
         return self._run(self._send(host, port, frame, idurl))
 
-    async def _send(self, host: str, port: int, frame: bytes, idurl: str) -> None:
-        data = frame_body(frame)
-        if len(data) > self.max_packet:
-            raise QuicError(f"packet of {len(data)} bytes exceeds the limit {self.max_packet}")
+    async def _send(self, host: str, port: int, frame: Frame, idurl: str) -> None:
+        if frame.body_size > self.max_packet:
+            raise QuicError(f"packet of {frame.body_size} bytes exceeds the limit {self.max_packet}")
         conn = await self._connection(host, port)
         if idurl and not conn.idurl:
             conn.idurl = idurl
-        await asyncio.wait_for(conn.send_packet(data), DELIVERY_TIMEOUT)
+        await asyncio.wait_for(conn.send_packet(frame.body_parts()), DELIVERY_TIMEOUT)
 
     async def _connection(self, host: str, port: int) -> PacketQuicProtocol:
         if self._server is None:

@@ -23,7 +23,7 @@ from twisted.internet.task import deferLater
 
 from bitdust.transport import udp_quic
 from bitdust.transport.gateway import InboxResult
-from bitdust.transport.packet import encode_frame
+from bitdust.transport.packet import Frame
 from bitdust.transport.udp_quic import QuicError, QuicTransport
 from tests.conftest import free_udp_port
 
@@ -69,10 +69,10 @@ def test_dead_peers_leave_no_error_in_the_loop(tmp_path: Path, caplog: pytest.Lo
         yield sender.start()
         yield peer.start()
         port = peer.port
-        yield sender.send("127.0.0.1", port, encode_frame(b"hello"), "")
-        big = sender.send("127.0.0.1", port, encode_frame(b"x" * (MAX_PACKET - 1)), "")
+        yield sender.send("127.0.0.1", port, Frame.of(b"hello"), "")
+        big = sender.send("127.0.0.1", port, Frame.of(b"x" * (MAX_PACKET - 1)), "")
         big.addErrback(lambda failure: failure.trap(QuicError, asyncio.CancelledError))
-        dead = sender.send("127.0.0.1", free_udp_port(), encode_frame(b"nobody there"), "")
+        dead = sender.send("127.0.0.1", free_udp_port(), Frame.of(b"nobody there"), "")
         dead.addErrback(lambda failure: failure.trap(QuicError))
         yield dead
         yield pause(0.01)  # mid-stream
@@ -80,7 +80,7 @@ def test_dead_peers_leave_no_error_in_the_loop(tmp_path: Path, caplog: pytest.Lo
         yield pause(0.3)
         yield sender.stop()  # closes the dialled connection while its timers are armed
         yield pause(2.5)  # past the retransmit and closing-period timers
-        late = sender.send("127.0.0.1", port, encode_frame(b"late"), "")
+        late = sender.send("127.0.0.1", port, Frame.of(b"late"), "")
         late.addErrback(lambda failure: failure.trap(QuicError))
         yield late
     finally:

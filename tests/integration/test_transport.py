@@ -24,7 +24,6 @@ from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.identity.document import make_contact
 from bitdust.node import Node
 from bitdust.transport import gateway as gateway_module
-from bitdust.transport import tcp as tcp_module
 from bitdust.transport.fail import UNAVAILABLE, FailReason
 from bitdust.transport.outbox import GatewayTimeout
 from bitdust.transport.packet import Command, Packet, encode_frame, new_packet_id, now_ms
@@ -220,43 +219,41 @@ def test_new_packet_key_is_taken_from_a_newer_identity_packet(running: list[Node
 
 
 @pytest_twisted.inlineCallbacks
-def test_big_packets_are_parsed_in_a_thread_from_the_chunks_tcp_read(
+def test_big_packets_are_read_in_place_and_verified_in_a_thread(
         running: list[Node], make_home: Any, keys: list[PrivateKey], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A 1 MB packet reaches the gateway as the chunks TCP read (never joined on the
-    reactor), is parsed and hashed in a pool thread, verified and Acked; a 1 MB frame of
-    junk is dropped as garbage before any thread is asked to parse it; a 1 MB packet
-    with one byte changed is hashed the same way and dropped for its signature."""
+    """A 1 MB packet reaches the gateway as the buffer TCP read it into (its payload a
+    view of that buffer, never copied), is verified in a pool thread and Acked; a 1 MB
+    frame of junk is dropped as garbage before any thread is asked to check it; a 1 MB
+    packet with one byte changed is checked the same way and dropped for its signature."""
     alice, bob = yield make_nodes(running, make_home, keys)
     got: list[Packet] = []
     gateway(bob).add_handler(Command.Data, acking_handler(gateway(bob), got))
-    parsed_in: list[tuple[str, str]] = []
+    checked_in: list[tuple[str, str]] = []
 
-    def spy(data: Any, max_size: int) -> Packet:
-        parsed_in.append((type(data).__name__, threading.current_thread().name))
-        return real_parse_hashed(data, max_size)
+    def spy(packet: Packet, identity: Any) -> bool:
+        checked_in.append((type(packet.payload).__name__, threading.current_thread().name))
+        return bool(real_verify(packet, identity))
 
-    real_parse_hashed = gateway_module._parse_hashed
-    monkeypatch.setattr(gateway_module, "_parse_hashed", spy)
+    real_verify = gateway_module.Gateway._verify
+    monkeypatch.setattr(gateway_module.Gateway, "_verify", staticmethod(spy))
     payload = os.urandom(1024 * 1024)
     packet = gateway(alice).make_packet(Command.Data, payload, bob.my_identity.idurl)
     reply = yield gateway(alice).outbox(packet, timeout=10, retries=0)
     assert reply.command is Command.Ack and len(got) == 1 and got[0].payload == payload
-    assert len(parsed_in) == 1 and parsed_in[0][0] == "Chunks", parsed_in
-    assert parsed_in[0][1] != threading.current_thread().name  # not the reactor's thread
-    # both ends move big frames in few trips through the reactor, not Twisted's 64/128 KB
-    ends = [conn.transport for node in (alice, bob) for conn in tcp_of(node)._all]
-    assert ends and all((t.bufferSize, t.SEND_LIMIT) == (tcp_module.READ_SIZE, tcp_module.SEND_SIZE)
-                                  for t in ends)
+    assert isinstance(got[0].payload, memoryview) and isinstance(got[0].payload.obj, bytearray)
+    big = [entry for entry in checked_in if entry[0] == "memoryview"]
+    assert len(big) == 1 and big[0][1] != threading.current_thread().name  # not the reactor's thread
+    assert all(thread == threading.current_thread().name for kind, thread in checked_in if kind == "bytes"), \
+        "small packets (the Ack) are checked inline"
     probe = yield raw_send(tcp_of(bob).port, encode_frame(os.urandom(1024 * 1024)))
     yield probe.closed
     assert gateway(bob).stats.as_api()["in"]["dropped"] == {"garbage": 1}
-    assert len(parsed_in) == 1
-    # hashed in the thread, its signature checked on the reactor: a changed byte is caught
+    assert len([entry for entry in checked_in if entry[0] == "memoryview"]) == 1
     tampered = dataclasses.replace(packet, packet_id=new_packet_id(), payload=b"X" + payload[1:])
     yield tcp_of(alice).send("127.0.0.1", tcp_of(bob).port, tampered.frame())
     yield wait_until(reactor, lambda: gateway(bob).stats.as_api()["in"]["dropped"].get("bad_signature") == 1,
                      10, "the tampered packet dropped")
-    assert len(parsed_in) == 2 and len(got) == 1
+    assert len([entry for entry in checked_in if entry[0] == "memoryview"]) == 2 and len(got) == 1
 
 
 @pytest_twisted.inlineCallbacks

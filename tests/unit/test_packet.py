@@ -13,18 +13,19 @@ from hypothesis import strategies as st
 
 from bitdust.crypto.keys import PrivateKey
 from bitdust.crypto.packet_keys import PacketSigningKey
+from bitdust.transport import packet as packet_module
 from bitdust.transport.packet import (
     MAGIC,
     MAX_ID_BYTES,
+    MIN_READ,
+    SCRATCH_SIZE,
     SIGNATURE_DOMAIN,
-    Chunks,
     Command,
+    Frame,
     FrameDecoder,
     Packet,
     PacketError,
     encode_frame,
-    frame_body,
-    has_magic,
     new_packet_id,
     payload_size,
 )
@@ -78,13 +79,21 @@ def test_create_parse_verify_roundtrip(packet: Packet, wire: bytes, key: PacketS
     assert parsed.serialize() == wire
 
 
-def test_frame_is_the_wire_bytes_after_their_length(packet: Packet, wire: bytes) -> None:
+def test_frame_is_the_wire_bytes_after_their_length(packet: Packet, wire: bytes, key: PacketSigningKey) -> None:
     frame = packet.frame()
-    assert frame == encode_frame(wire) and packet.frame() is frame  # made once, then kept
-    assert bytes(frame_body(frame)) == wire
-    for not_a_frame in (wire, frame[:-1], frame + b"x", b"\x00\x00"):
-        with pytest.raises(PacketError):
-            frame_body(not_a_frame)
+    assert frame.parts == (encode_frame(wire),) and packet.frame() is frame  # made once, then kept
+    assert b"".join(frame.body_parts()) == wire and frame.body_size == len(wire) == len(frame) - 4
+    # A big payload is a part of its own: written beside the header, never copied into a frame.
+    big = Packet.create(Command.Data, ALICE, ALICE, "1", bytes(SCRATCH_SIZE), BOB, key, DATE_MS)
+    parts = big.frame().parts
+    assert len(parts) == 3 and parts[1] is big.payload
+    assert b"".join(parts) == encode_frame(big.serialize())
+    assert b"".join(big.frame().body_parts()) == big.serialize()
+    framed = encode_frame(wire)
+    for not_a_frame in ((wire,), (framed[:-1],), (framed + b"x",), (b"\x00\x00",), ()):
+        with pytest.raises(PacketError, match="not one frame"):
+            Frame(not_a_frame, len(wire))
+    assert Frame.of(wire) == frame
 
 def test_payload_in_parts_is_the_same_packet(packet: Packet, key: PacketSigningKey) -> None:
     """A piece's header and bytes are given apart (joined where the packet is signed)."""
@@ -436,7 +445,7 @@ def test_decoder_byte_by_byte(frames: list[bytes]) -> None:
     cuts=st.lists(st.integers(0, 500_000), max_size=30),
 )
 def test_decoder_big_frames_any_chunking(sizes: list[int], cuts: list[int]) -> None:
-    # Chunks above and below the coalescing size, split anywhere (headers included).
+    # Frames above and below the scratch size, split anywhere (headers included).
     frames = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
     stream = b"".join(encode_frame(f) for f in frames)
     points = sorted({c for c in cuts if c <= len(stream)} | {0, len(stream)})
@@ -452,47 +461,105 @@ def test_decoder_big_frames_any_chunking(sizes: list[int], cuts: list[int]) -> N
 
 @settings(max_examples=40)
 @given(
-    payload_size=st.integers(0, 70_000),
-    cuts=st.lists(st.integers(0, 80_000), max_size=12),
+    payload_size=st.integers(0, 3 * SCRATCH_SIZE),
+    cuts=st.lists(st.integers(0, 7 * SCRATCH_SIZE), max_size=12),
 )
-def test_big_frames_stay_chunks_and_parse_as_the_joined_bytes(
+def test_big_frames_are_read_in_place_and_parsed_without_a_copy(
         key: PacketSigningKey, payload_size: int, cuts: list[int]) -> None:
-    """A big frame is handed out as the chunks it came in (no copy on the reactor); the
-    packet parsed from them is the packet parsed from the joined bytes, whatever the cuts
-    (inside the header, the payload or the signature)."""
+    """A frame too big for the scratch comes out as the bytearray it was read into, and
+    the packet parsed from it keeps its payload as a read-only view of that buffer;
+    whatever the cuts (inside the header, the payload or the signature), it is the
+    packet that was sent."""
     sent = Packet.create(Command.Data, ALICE, ALICE, "1", bytes(range(256)) * (payload_size // 256), BOB, key)
-    stream = sent.frame() * 2
+    stream = encode_frame(sent.serialize()) * 2
     points = sorted({c for c in cuts if c <= len(stream)} | {0, len(stream)})
-    decoder = FrameDecoder(max_frame_size=LIMIT, chunks_from=1000)
-    out: list[bytes | Chunks] = []
+    decoder = FrameDecoder(max_frame_size=LIMIT)
+    out: list[bytes | bytearray] = []
     for start, end in itertools.pairwise(points):
         out.extend(decoder.feed(stream[start:end]))
-    assert len(out) == 2 and decoder.pending == 0
+    assert len(out) == 2 and decoder.pending == 0 and decoder.held == 0
     for frame in out:
-        assert isinstance(frame, Chunks) == (len(frame) >= 1000)
-        assert bytes(frame) == sent.serialize()
+        in_place = len(frame) + 4 > SCRATCH_SIZE
+        assert isinstance(frame, bytearray) == in_place and frame == sent.serialize()
         parsed = Packet.parse(frame, LIMIT)
         assert parsed == sent and parsed.verify(key.public_key())
+        if in_place:
+            assert isinstance(parsed.payload, memoryview) and parsed.payload.readonly
+            assert parsed.payload.obj is frame, "the payload is the received buffer, not a copy"
+        else:
+            assert isinstance(parsed.payload, bytes)
 
 
-def test_has_magic_is_the_cheap_first_test(wire: bytes) -> None:
-    view = memoryview(wire)
-    assert has_magic(wire) and has_magic(Chunks([view[:2], view[2:]]))
-    assert not has_magic(b"GET / HTTP/1.1") and not has_magic(b"BD") and not has_magic(Chunks([view[1:]]))
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 3 * SCRATCH_SIZE), min_size=1, max_size=6),
+    # short reads next to long ones (a run of one-byte reads has its own test)
+    reads=st.lists(st.one_of(st.integers(1, 16), st.integers(MIN_READ, 2 * SCRATCH_SIZE)),
+                   min_size=1, max_size=40).filter(lambda r: max(r) >= MIN_READ),
+)
+def test_socket_reads_into_the_decoder_buffer(sizes: list[int], reads: list[int]) -> None:
+    """As a socket reads (``recv_into`` the buffer the decoder gives, any amount up to
+    its size): every frame comes out whole, a big frame's buffer is never more than the
+    bytes its frame still lacks (no byte of the next frame lands in it), and what the
+    decoder holds is bounded by the scratch plus the frame being read."""
+    frames = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
+    stream = memoryview(b"".join(encode_frame(f) for f in frames))
+    decoder = FrameDecoder(max_frame_size=3 * SCRATCH_SIZE)
+    out: list[bytes | bytearray] = []
+    position, step = 0, 0
+    while position < len(stream):
+        target = decoder.buffer()
+        assert len(target) > 0
+        size = min(len(target), reads[step % len(reads)], len(stream) - position)
+        step += 1
+        target[:size] = stream[position : position + size]
+        position += size
+        out.extend(decoder.filled(size))
+        assert decoder.held <= SCRATCH_SIZE + max(sizes)
+        expected = decoder.next_frame_size
+        if expected is not None and expected + 4 > SCRATCH_SIZE:
+            assert len(decoder.buffer()) == 4 + expected - decoder.pending
+    assert out == frames and decoder.pending == decoder.held == 0
 
 
-def test_truncated_chunks_are_refused(key: PacketSigningKey) -> None:
+def test_decoder_refuses_a_big_frame_before_allocating_it() -> None:
+    decoder = FrameDecoder(max_frame_size=10 * SCRATCH_SIZE)
+    with pytest.raises(PacketError, match="exceeds"):
+        decoder.feed(struct.pack(">I", 10 * SCRATCH_SIZE + 1))
+    assert decoder.held == 0
+
+
+def test_truncated_packets_are_refused(key: PacketSigningKey) -> None:
     wire = Packet.create(Command.Data, ALICE, ALICE, "1", b"p" * 5000, BOB, key).serialize()
-    view = memoryview(wire)
     for cut in (3, 100, 2000, len(wire) - 70, len(wire) - 1):
-        with pytest.raises(PacketError, match="truncated"):
-            Packet.parse(Chunks([view[:cut][: cut // 2], view[:cut][cut // 2 :]]), LIMIT)
+        for data in (wire[:cut], bytearray(wire[:cut])):
+            with pytest.raises(PacketError, match="truncated"):
+                Packet.parse(data, LIMIT)
 
 
-def test_decoder_dribbled_frame_is_not_kept_byte_by_byte() -> None:
+def test_decoder_dribbled_frame_holds_one_buffer() -> None:
     decoder = FrameDecoder(max_frame_size=LIMIT)
     stream = encode_frame(b"z" * 200_000)
     for i in range(len(stream) - 1):
         assert decoder.feed(stream[i : i + 1]) == []
-    assert len(decoder._chunks) <= 2, "one-byte reads are gathered, not kept one object each"
+        assert decoder.held <= 200_000, "one-byte reads land in one buffer, not one object each"
+    assert decoder.pending == len(stream) - 1
     assert decoder.feed(stream[-1:]) == [b"z" * 200_000]
+
+
+def test_a_big_frame_buffer_grows_with_what_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer that announces a big frame makes us allocate a bounded multiple of what it
+    sent, not the length it announced (here: first 64 KB, then 4x what arrived)."""
+    monkeypatch.setattr(packet_module, "FIRST_BUFFER", SCRATCH_SIZE)
+    monkeypatch.setattr(packet_module, "BUFFER_GROWTH", 4)
+    body = bytes(range(256)) * 4096
+    stream = encode_frame(body)
+    decoder = FrameDecoder(max_frame_size=LIMIT)
+    assert decoder.feed(stream[:4]) == [] and decoder.held == SCRATCH_SIZE, "announcing 1 MB holds 64 KB"
+    out: list[bytes | bytearray] = []
+    for start in range(4, len(stream), 50_000):
+        out.extend(decoder.feed(stream[start : start + 50_000]))
+        if not out:
+            assert decoder.held <= 4 * (start + 50_000)
+            assert decoder.next_frame_size == len(body) and decoder.pending == start + 50_000
+    assert out == [body] and isinstance(out[0], bytearray) and decoder.held == 0

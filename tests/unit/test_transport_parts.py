@@ -6,14 +6,20 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import StringTransport
 
 from bitdust.crypto.packet_keys import PacketSigningKey
 from bitdust.transport.dedupe import SeenPackets
 from bitdust.transport.gateway import InboxResult
-from bitdust.transport.packet import Command, FrameDecoder, Packet, encode_frame
+from bitdust.transport.packet import Command, Frame, FrameDecoder, Packet, encode_frame
 from bitdust.transport.stats import PacketLog, PacketRecord, PacketStats
-from bitdust.transport.tcp import PacketProtocol, SendQueueFull, TcpError, check_listen_host
+from bitdust.transport.tcp import (
+    WRITE_BUFFER_HIGH,
+    WRITE_BUFFER_LOW,
+    PacketProtocol,
+    SendQueueFull,
+    TcpError,
+    check_listen_host,
+)
 
 PEER = "http://127.0.0.1:8084/bob.xml"
 
@@ -94,14 +100,16 @@ def test_listen_host_refuses_wildcards() -> None:
 class _Manager:
     """The parts of TcpConnections a PacketProtocol uses."""
 
-    def __init__(self, max_frame: int = 1000, queue_limit: int = 500) -> None:
+    def __init__(self, max_frame: int = 1000, queue_limit: int = 500, max_connections: int = 10) -> None:
         self.max_frame = max_frame
         self.queue_limit = queue_limit
+        self.max_connections = max_connections
         self.receiver: Any = self
         self.frames: list[bytes] = []
         self.rejected: list[str] = []
         self.answers: list[Deferred[InboxResult]] = []
         self.buffered = 0
+        self.pool: list[PacketProtocol] = []
 
     def buffered_change(self, delta: int) -> None:
         self.buffered += delta
@@ -118,76 +126,143 @@ class _Manager:
     def reject(self, reason: str, size: int) -> None:
         self.rejected.append(reason)
 
-    def added(self, conn: Any) -> None:
-        pass
+    def count(self, direction: str) -> int:
+        return len(self.pool)
 
-    def removed(self, conn: Any) -> None:
-        pass
+    def added(self, conn: PacketProtocol) -> None:
+        self.pool.append(conn)
+
+    def removed(self, conn: PacketProtocol) -> None:
+        self.pool.remove(conn)
 
 
-def _connected(manager: _Manager) -> tuple[PacketProtocol, StringTransport]:
+class _Transport:
+    """What a PacketProtocol uses of an asyncio transport, recording what it is told."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.reading = True
+        self.aborted = self.closed = False
+        self.limits: tuple[int, int] | None = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000)}.get(name, default)
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        self.limits = (high, low)
+
+    def writelines(self, parts: Any) -> None:
+        for part in parts:
+            self.written += part
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _connected(manager: _Manager) -> tuple[PacketProtocol, _Transport]:
     proto = PacketProtocol(manager, "in")  # type: ignore[arg-type]
-    transport = StringTransport()
-    proto.makeConnection(transport)
+    transport = _Transport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
     return proto, transport
+
+
+def _received(proto: PacketProtocol, data: bytes) -> None:
+    """As the event loop reads a socket: into the protocol's buffer, as much as fits."""
+    view = memoryview(data)
+    while view:
+        target = proto.get_buffer(-1)
+        size = min(len(target), len(view))
+        target[:size] = view[:size]
+        view = view[size:]
+        proto.buffer_updated(size)
 
 
 def test_write_queue_is_bounded_while_the_peer_is_slow() -> None:
     manager = _Manager(queue_limit=500)
     proto, transport = _connected(manager)
-    assert transport.producer is proto and transport.streaming
-    first = proto.send(encode_frame(b"a" * 100))
-    assert first.called and transport.value() == encode_frame(b"a" * 100)
-    proto.pauseProducing()  # what the transport does when its buffer is full
-    queued = [proto.send(encode_frame(b"b" * 200)), proto.send(encode_frame(b"c" * 200))]
+    assert transport.limits == (WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
+    first = proto.send(Frame.of(b"a" * 100))
+    assert first.called and transport.written == encode_frame(b"a" * 100)
+    proto.pause_writing()  # what the transport does when its buffer is full
+    queued = [proto.send(Frame.of(b"b" * 200)), proto.send(Frame.of(b"c" * 200))]
     assert not any(d.called for d in queued) and proto.queued_bytes == 2 * 204
-    refused = proto.send(encode_frame(b"d" * 200))
+    refused = proto.send(Frame.of(b"d" * 200))
     failures: list[Any] = []
     refused.addErrback(failures.append)
     assert failures and failures[0].check(SendQueueFull)
     assert len(proto.streams()) == 2
-    proto.resumeProducing()
+    proto.resume_writing()
     assert all(d.called for d in queued) and proto.queued_bytes == 0
-    assert transport.value().endswith(encode_frame(b"c" * 200))
+    assert transport.written.endswith(encode_frame(b"c" * 200))
     too_big: list[Any] = []
-    proto.send(encode_frame(b"z" * 2000)).addErrback(too_big.append)
+    proto.send(Frame.of(b"z" * 2000)).addErrback(too_big.append)
     assert too_big and too_big[0].check(TcpError)
-    unframed: list[Any] = []  # bytes whose length header is missing would desync the stream
-    proto.send(b"e" * 100).addErrback(unframed.append)
-    assert unframed and unframed[0].check(TcpError) and "not one frame" in unframed[0].getErrorMessage()
 
 
 def test_queued_sends_fail_when_the_connection_drops() -> None:
-    proto, _transport = _connected(_Manager())
-    proto.pauseProducing()
+    manager = _Manager()
+    proto, _transport = _connected(manager)
+    proto.pause_writing()
     failures: list[Any] = []
-    proto.send(encode_frame(b"x")).addErrback(failures.append)
-    proto.connectionLost()
-    assert failures and failures[0].check(TcpError)
+    proto.send(Frame.of(b"x")).addErrback(failures.append)
+    proto.connection_lost(None)
+    assert failures and failures[0].check(TcpError) and manager.pool == []
     later: list[Any] = []
-    proto.send(encode_frame(b"y")).addErrback(later.append)
+    proto.send(Frame.of(b"y")).addErrback(later.append)
     assert later
 
 
 def test_reading_pauses_while_too_many_frames_are_verified() -> None:
     manager = _Manager()
     proto, transport = _connected(manager)
-    proto.dataReceived(b"".join(encode_frame(bytes([i]) * 10) for i in range(5)))
-    assert len(manager.frames) == 5 and transport.producerState == "paused"
+    _received(proto, b"".join(encode_frame(bytes([i]) * 10) for i in range(5)))
+    assert len(manager.frames) == 5 and not transport.reading
     assert manager.buffered == 0, "whole frames are not counted as held"
     for answer in manager.answers[:2]:
         answer.callback(InboxResult("http://127.0.0.1:8084/alice.xml"))
-    assert transport.producerState == "producing"
+    assert transport.reading
     assert proto.idurl == "http://127.0.0.1:8084/alice.xml"
+
+
+def test_a_big_frame_is_counted_whole_from_its_header() -> None:
+    """Its buffer is allocated when the length arrives, so that is what the budget counts."""
+    manager = _Manager(max_frame=10**6)
+    proto, _transport = _connected(manager)
+    frame = encode_frame(b"q" * 500_000)
+    _received(proto, frame[:10])
+    assert manager.buffered == 500_000 and proto.streams()[0]["size"] == 500_000
+    _received(proto, frame[10:])
+    assert manager.buffered == 0 and manager.frames == [b"q" * 500_000]
+    _received(proto, frame[:100])
+    proto.connection_lost(None)
+    assert manager.buffered == 0, "a lost connection gives its partial frame back"
 
 
 def test_oversize_header_and_garbage_close_the_connection() -> None:
     manager = _Manager(max_frame=100)
     proto, transport = _connected(manager)
-    proto.dataReceived(b"\x00\x00\x10\x00")
-    assert manager.rejected == ["oversize"] and transport.disconnecting
+    _received(proto, b"\x00\x00\x10\x00")
+    assert manager.rejected == ["oversize"] and transport.aborted
     manager2 = _Manager()
     proto2, transport2 = _connected(manager2)
-    proto2.dataReceived(encode_frame(b"junk"))
+    _received(proto2, encode_frame(b"junk"))
     manager2.answers[0].callback(InboxResult(None, "garbage"))
-    assert transport2.disconnecting
+    assert transport2.aborted
+
+
+def test_connections_past_the_limit_are_refused() -> None:
+    manager = _Manager(max_connections=1)
+    _connected(manager)
+    proto, transport = _connected(manager)
+    assert transport.aborted and len(manager.pool) == 1 and not proto.open
+    proto.connection_lost(None)
+    assert len(manager.pool) == 1
