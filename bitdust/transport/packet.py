@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING
 import blake3
 
 from bitdust.crypto.packet_keys import PacketSigningKey, PacketVerifyKey
+from bitdust.util.memory import buffer_to_fill
 
 if TYPE_CHECKING:
     from bitdust.identity.document import Identity
@@ -123,11 +124,14 @@ def new_packet_id() -> str:
     return f"{now_ms()}-{secrets.token_hex(6)}"
 
 
+_COMMANDS: dict[str, Command] = {command.value: command for command in Command}
+
+
 def _to_command(command: Command | str) -> Command:
-    try:
-        return Command(command)
-    except ValueError:
-        raise PacketError(f"unknown command {command!r}") from None
+    found = _COMMANDS.get(command) if isinstance(command, str) else None
+    if found is None:
+        raise PacketError(f"unknown command {command!r}")
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,83 +317,81 @@ class Packet:
         (:class:`FrameDecoder`), and the payload becomes a read-only view of it, so the
         caller must not change it afterwards. From ``bytes`` the payload is a copy.
         """
-        if len(data) > max_size:
-            raise PacketError(f"packet of {len(data)} bytes exceeds the limit of {max_size}")
-        reader = _Reader(data)
-        if reader.take(len(MAGIC), "magic") != MAGIC:
+        size = len(data)
+        if size > max_size:
+            raise PacketError(f"packet of {size} bytes exceeds the limit of {max_size}")
+        view = memoryview(data).toreadonly()
+        if size < len(MAGIC):
+            raise _truncated("magic", len(MAGIC), size)
+        if view[: len(MAGIC)] != MAGIC:
             raise PacketError("bad magic: not a BitDust packet (or an unsupported version)")
-        command = _to_command(reader.text("Command"))
-        owner_id = reader.text("OwnerID")
-        creator_id = reader.text("CreatorID")
-        packet_id = reader.text("PacketID")
-        (date,) = _U64.unpack(reader.take(_U64.size, "Date"))
-        remote_id = reader.text("RemoteID")
-        key_id = reader.text("KeyID")
-        (payload_len,) = _U32.unpack(reader.take(_U32.size, "Payload length"))
-        header = reader.consumed()
-        payload = reader.view(payload_len, "Payload") if isinstance(data, bytearray) else \
-            reader.take(payload_len, "Payload")
-        signature = reader.blob("Signature", MAX_SIGNATURE_BYTES)
-        if reader.remaining:
-            raise PacketError(f"{reader.remaining} trailing bytes after the signature")
-        packet = cls(
-            command=command,
-            owner_id=owner_id,
-            creator_id=creator_id,
-            packet_id=packet_id,
-            date=date,
-            payload=payload,
-            remote_id=remote_id,
-            key_id=key_id,
-            signature=signature,
-        )
-        # Every field is length-prefixed and the text fields decoded strictly, so these
-        # are exactly the bytes _signed_header would build again.
-        object.__setattr__(packet, "_header", header)
+        texts: list[str] = []
+        pos = _read_texts(view, size, len(MAGIC), ("Command", "OwnerID", "CreatorID", "PacketID"), texts)
+        if pos + _U64.size > size:
+            raise _truncated("Date", _U64.size, size - pos)
+        (date,) = _U64.unpack_from(view, pos)
+        if date > MAX_DATE_MS:
+            raise PacketError(f"date {date} is out of range")
+        pos = _read_texts(view, size, pos + _U64.size, ("RemoteID", "KeyID"), texts)
+        if pos + _U32.size > size:
+            raise _truncated("Payload length", _U32.size, size - pos)
+        (payload_len,) = _U32.unpack_from(view, pos)
+        pos += _U32.size
+        header = view[:pos].tobytes()
+        if pos + payload_len > size:
+            raise _truncated("Payload", payload_len, size - pos)
+        payload = view[pos : pos + payload_len]
+        pos += payload_len
+        if pos + _U16.size > size:
+            raise _truncated("Signature length", _U16.size, size - pos)
+        (signature_len,) = _U16.unpack_from(view, pos)
+        if signature_len > MAX_SIGNATURE_BYTES:
+            raise PacketError(f"Signature of {signature_len} bytes exceeds {MAX_SIGNATURE_BYTES}")
+        pos += _U16.size
+        if pos + signature_len > size:
+            raise _truncated("Signature", signature_len, size - pos)
+        if pos + signature_len != size:
+            raise PacketError(f"{size - pos - signature_len} trailing bytes after the signature")
+        command = _to_command(texts[0])
+        # Built without __init__: every field was checked as it was read (lengths, UTF-8,
+        # command, date), and __post_init__ repeating it was a fifth of a small packet's
+        # parse. The header is kept as it came: every field is length-prefixed and the
+        # text fields decoded strictly, so these are the bytes _signed_header would build.
+        packet = object.__new__(cls)
+        packet.__dict__.update(
+            command=command, owner_id=texts[1], creator_id=texts[2], packet_id=texts[3], date=date,
+            payload=payload if isinstance(data, bytearray) else payload.tobytes(),
+            remote_id=texts[4], key_id=texts[5], signature=view[pos:].tobytes(),
+            _frame=None, _header=header, _digest=None)
         return packet
+
+
+def _truncated(what: str, size: int, left: int) -> PacketError:
+    return PacketError(f"truncated packet: {what} needs {size} bytes, {left} left")
+
+
+def _read_texts(view: memoryview, size: int, pos: int, names: tuple[str, ...], into: list[str]) -> int:
+    """Read u16-length-prefixed UTF-8 fields from ``pos``; the position after them."""
+    for what in names:
+        if pos + _U16.size > size:
+            raise _truncated(f"{what} length", _U16.size, size - pos)
+        length = view[pos] << 8 | view[pos + 1]
+        pos += _U16.size
+        if length > MAX_ID_BYTES:
+            raise PacketError(f"{what} of {length} bytes exceeds {MAX_ID_BYTES}")
+        if pos + length > size:
+            raise _truncated(what, length, size - pos)
+        try:
+            into.append(str(view[pos : pos + length], "utf-8"))
+        except UnicodeDecodeError as exc:
+            raise PacketError(f"{what} is not valid UTF-8: {exc.reason}") from None
+        pos += length
+    return pos
 
 
 def _text_field(text: str) -> bytes:
     raw = text.encode("utf-8")  # __post_init__ already checked encodability and length
     return _U16.pack(len(raw)) + raw
-
-
-class _Reader:
-    """Bounds-checked cursor over the packet bytes: every overrun is a PacketError."""
-
-    def __init__(self, data: Buffer) -> None:
-        self._data = memoryview(data).toreadonly()
-        self._pos = 0
-
-    @property
-    def remaining(self) -> int:
-        return len(self._data) - self._pos
-
-    def consumed(self) -> bytes:
-        """Every byte read so far."""
-        return self._data[: self._pos].tobytes()
-
-    def view(self, size: int, what: str) -> memoryview:
-        if size > self.remaining:
-            raise PacketError(f"truncated packet: {what} needs {size} bytes, {self.remaining} left")
-        self._pos += size
-        return self._data[self._pos - size : self._pos]
-
-    def take(self, size: int, what: str) -> bytes:
-        return self.view(size, what).tobytes()
-
-    def blob(self, what: str, limit: int) -> bytes:
-        (size,) = _U16.unpack(self.take(_U16.size, f"{what} length"))
-        if size > limit:
-            raise PacketError(f"{what} of {size} bytes exceeds {limit}")
-        return self.take(size, what)
-
-    def text(self, what: str) -> str:
-        raw = self.blob(what, MAX_ID_BYTES)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PacketError(f"{what} is not valid UTF-8: {exc.reason}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -537,7 +539,7 @@ class FrameDecoder:
     def _grown(self, start: Buffer, have: int) -> bytearray:
         """A buffer for the big frame, holding the ``have`` bytes of it already here."""
         size = min(self._big_size, max(FIRST_BUFFER, BUFFER_GROWTH * have))
-        buffer = bytearray(size)
+        buffer = buffer_to_fill(size)  # not zeroed: handed out only once every byte arrived
         buffer[:have] = memoryview(start)[:have]
         return buffer
 

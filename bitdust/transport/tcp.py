@@ -443,6 +443,9 @@ class TcpConnections:
                 conn.idurl = idurl
             return conn.send(frame)
 
+        conn = self._out.get((host, port))
+        if conn is not None and conn.open:  # the usual case, without a Deferred to chain
+            return write(conn)
         return self.connect(host, port).addCallback(write)
 
     def _close_idle(self) -> None:

@@ -81,3 +81,20 @@ def test_tuned_process_reuses_backup_blocks_instead_of_faulting_in_new_pages() -
     pages = 20 * (4 * 1024 * 1024 // 4096)
     assert block_faults("2mb") > pages // 2  # each block a fresh mmap, every page faulted in
     assert block_faults("tuned") < pages // 20
+
+
+def test_buffer_to_fill_is_a_bytearray_of_the_size_asked_and_not_zeroed_on_cpython(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bitdust.util import memory
+
+    for size in (0, 1, 4096, 1 << 20):
+        buffer = memory.buffer_to_fill(size)
+        assert type(buffer) is bytearray and len(buffer) == size
+        buffer[:] = b"\x01" * size  # writable, every byte
+        assert buffer.count(1) == size
+    with pytest.raises(ValueError):
+        memory.buffer_to_fill(-1)
+    assert (memory._ALLOCATE_UNINITIALIZED is not None) == (sys.implementation.name == "cpython")
+    # Without the C API it falls back to bytearray(), zeroed.
+    monkeypatch.setattr(memory, "_ALLOCATE_UNINITIALIZED", None)
+    assert memory.buffer_to_fill(3) == bytearray(3)
