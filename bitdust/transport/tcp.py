@@ -164,10 +164,14 @@ class PacketProtocol(asyncio.BufferedProtocol):
         return False  # the peer is done: close our side too
 
     def abort(self) -> None:
+        """Drop the connection now; nothing more is read from it or written to it."""
+        self.open = False
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
+        """Close once what is written has gone out; nothing more is read or written."""
+        self.open = False
         if self.transport is not None:
             self.transport.close()
 
@@ -177,6 +181,8 @@ class PacketProtocol(asyncio.BufferedProtocol):
         return self.decoder.buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
+        if not self.open:
+            return  # given up on (aborted, shed, closing): what still arrives is ignored
         self.bytes_in += nbytes
         self.last_active = self.last_read = time.monotonic()
         held = self.decoder.held
@@ -184,6 +190,7 @@ class PacketProtocol(asyncio.BufferedProtocol):
             frames = self.decoder.filled(nbytes)
         except PacketError as exc:
             self.manager.buffered_change(-held)
+            self.decoder = FrameDecoder(0)  # the failed one refuses even to give a buffer
             log.info("closing tcp connection from %s:%s: %s", *self.remote, exc)
             self.manager.reject("oversize", nbytes)
             self.abort()
@@ -385,7 +392,6 @@ class TcpConnections:
             log.warning("tcp: %d bytes held for partial frames (limit %d): dropping %s:%s holding %d",
                         self.buffered, self.max_buffered, *conn.remote, held)
             self.reject("buffer_full", held)
-            conn.open = False  # no more frames from it, even before the abort lands
             self.buffered_change(-held)
             conn.decoder = FrameDecoder(0)
             conn.abort()

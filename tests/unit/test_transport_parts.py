@@ -252,6 +252,12 @@ def test_oversize_header_and_garbage_close_the_connection() -> None:
     proto, transport = _connected(manager)
     _received(proto, b"\x00\x00\x10\x00")
     assert manager.rejected == ["oversize"] and transport.aborted
+    # Until the loop reports the connection lost it may still read: into a buffer, ignored.
+    _received(proto, encode_frame(b"late") + b"\x00\x00\x10\x00")
+    assert manager.rejected == ["oversize"] and manager.frames == [] and manager.buffered == 0
+    refused: list[Any] = []
+    proto.send(Frame.of(b"x")).addErrback(refused.append)
+    assert refused and refused[0].check(TcpError), "nothing is written to an aborted connection"
     manager2 = _Manager()
     proto2, transport2 = _connected(manager2)
     _received(proto2, encode_frame(b"junk"))
