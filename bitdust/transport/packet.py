@@ -193,7 +193,7 @@ class Packet:
         private_key: PacketSigningKey,
         date: int | None = None,
     ) -> Packet:
-        """Build, sign and frame a packet; KeyID is the fingerprint of the packet key.
+        """Build and sign a packet; KeyID is the fingerprint of the packet key.
 
         ``payload`` may come in parts (a piece's header, then the piece): they are joined
         here, so a caller that signs in a thread joins there too.

@@ -42,12 +42,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 
 from bitdust.transport.packet import FRAME_HEADER_SIZE, Frame, FrameDecoder, PacketError
 
 if TYPE_CHECKING:
-    from twisted.python.failure import Failure
-
     from bitdust.transport.gateway import Gateway, InboxResult
 
 log = logging.getLogger(__name__)
@@ -217,7 +216,7 @@ class PacketProtocol(asyncio.BufferedProtocol):
 
     def _processed(self, result: InboxResult | Failure) -> None:
         self.processing -= 1
-        if not isinstance(result, tuple) or result.stream_broken:
+        if isinstance(result, Failure) or result.stream_broken:
             self.abort()
         elif result.creator and not self.idurl:
             self.idurl = result.creator
@@ -342,7 +341,13 @@ class TcpConnections:
         return run_on_loop(self.loop, self._serve(sock))
 
     async def _serve(self, sock: socket.socket) -> None:
-        self._server = await self.loop.create_server(lambda: PacketProtocol(self, "in"), sock=sock)
+        if self._socket is not sock:
+            return  # closed before the loop got here
+        server = await self.loop.create_server(lambda: PacketProtocol(self, "in"), sock=sock)
+        if self._socket is not sock:  # closed while the server was being made
+            server.close()
+            return
+        self._server = server
 
     def close(self) -> Deferred[None]:
         if self._idle_check.running:

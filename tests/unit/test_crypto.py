@@ -234,6 +234,7 @@ def test_sealed_roundtrip(key: PrivateKey) -> None:
     blob = sealed.seal(key.public_key(), b"for your eyes only", b"ctx")
     assert b"for your eyes only" not in blob
     assert sealed.open_sealed(key, blob, b"ctx") == b"for your eyes only"
+    assert sealed.open_sealed(key, memoryview(bytearray(blob)).toreadonly(), b"ctx") == b"for your eyes only"
 
 
 def test_sealed_wrong_recipient_fails(key: PrivateKey, other_key: PrivateKey) -> None:

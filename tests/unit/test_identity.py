@@ -191,6 +191,8 @@ def test_xml_roundtrip(ident: Identity) -> None:
     assert again == ident
     assert again.verify()
     assert again.to_xml() == xml
+    # as a big packet's payload arrives: a read-only view of the received frame
+    assert Identity.from_xml(memoryview(bytearray(xml)).toreadonly()) == ident
 
 
 def test_signature_is_over_fields_not_xml_text(ident: Identity) -> None:

@@ -84,6 +84,25 @@ def test_decoders_raise_only_protocol_errors(payload: bytes) -> None:
             continue
 
 
+@given(st.binary(max_size=300))
+def test_decoders_read_a_received_view_as_they_read_bytes(payload: bytes) -> None:
+    """A big packet's payload arrives as a read-only view of the frame it was read into:
+    every decoder gives the same answer (or the same refusal) for it as for bytes."""
+    view = memoryview(bytearray(payload)).toreadonly()
+    for decode in (market.decode_piece, market.decode_pieces, market.decode_retrieve, market.decode_delete_pieces,
+                   market.decode_delete_backups, market.decode_file_list, market.ServiceRequest.decode,
+                   market.ServiceOffer.decode, market.decode_failure, market.is_supplier_notice):
+        outcomes = []
+        for given_as in (payload, view):
+            try:
+                outcomes.append(("ok", decode(given_as)))
+            except market.ProtocolError as exc:
+                outcomes.append(("refused", str(exc)))
+        assert outcomes[0] == outcomes[1], decode
+    encoded = market.encode_file_list({PIECE: 12})
+    assert market.decode_file_list(memoryview(bytearray(encoded)).toreadonly()) == {PIECE: 12}
+
+
 def test_lists_round_trip() -> None:
     assert market.decode_delete_pieces(market.encode_delete_pieces([PIECE])) == [PIECE]
     assert market.decode_delete_backups(market.encode_delete_backups(["0/1/F20160313043757PM"])) == [
