@@ -203,7 +203,7 @@ class Gateway:
         except GatewayError as exc:
             return fail(exc)
         args = (command, me, me, packet_id or new_packet_id(), payload, remote_idurl, key)
-        if payload_size(payload) < THREAD_SIGN_BYTES:
+        if payload_size(payload) < THREAD_SIGN_BYTES or not self.node.cpu_pool.worth_a_thread():
             try:
                 return succeed(Packet.create(*args))
             except Exception as exc:
@@ -340,7 +340,7 @@ class Gateway:
     def _accept(self, identity: Identity, packet: Packet, key: SeenKey, size: int,
                 proto: str) -> InboxResult | Deferred[InboxResult]:
         """The signature check (in the pool for a big packet), then :meth:`_verified`."""
-        if len(packet.payload) < THREAD_VERIFY_BYTES:
+        if len(packet.payload) < THREAD_VERIFY_BYTES or not self.node.cpu_pool.worth_a_thread():
             try:
                 verified = self._verify(packet, identity)
             except BaseException:

@@ -224,8 +224,10 @@ def test_big_packets_are_read_in_place_and_verified_in_a_thread(
     """A 1 MB packet reaches the gateway as the buffer TCP read it into (its payload a
     view of that buffer, never copied), is verified in a pool thread and Acked; a 1 MB
     frame of junk is dropped as garbage before any thread is asked to check it; a 1 MB
-    packet with one byte changed is checked the same way and dropped for its signature."""
+    packet with one byte changed is checked the same way and dropped for its signature.
+    When the pool says threads do not pay (no idle core), the check runs on the reactor."""
     alice, bob = yield make_nodes(running, make_home, keys)
+    bob.cpu_pool.mode = "threads"  # whatever the machine's idle cores say now
     got: list[Packet] = []
     gateway(bob).add_handler(Command.Data, acking_handler(gateway(bob), got))
     checked_in: list[tuple[str, str]] = []
@@ -254,6 +256,12 @@ def test_big_packets_are_read_in_place_and_verified_in_a_thread(
     yield wait_until(reactor, lambda: gateway(bob).stats.as_api()["in"]["dropped"].get("bad_signature") == 1,
                      10, "the tampered packet dropped")
     assert len([entry for entry in checked_in if entry[0] == "memoryview"]) == 2 and len(got) == 1
+    bob.cpu_pool.mode = "inline"
+    again = gateway(alice).make_packet(Command.Data, payload, bob.my_identity.idurl)
+    reply = yield gateway(alice).outbox(again, timeout=10, retries=0)
+    assert reply.command is Command.Ack and len(got) == 2
+    big = [entry for entry in checked_in if entry[0] == "memoryview"]
+    assert len(big) == 3 and big[-1][1] == threading.current_thread().name, "checked on the reactor"
 
 
 @pytest_twisted.inlineCallbacks

@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 
 from bitdust.node import Node
-from bitdust.util.cpu_pool import CpuPool
+from bitdust.util.cpu_pool import IDLE_SAMPLE_SECONDS, CpuPool, IdleCores, read_cpu_times
 
 
 def where(_: object = None) -> str:
@@ -111,3 +111,49 @@ def test_a_node_stops_its_pool_when_it_stops(tmp_path: Path) -> Any:
     assert started and node.cpu_pool.threads == len(started)
     yield node.stop()
     assert node.cpu_pool.threads == 0 and not any(t.is_alive() for t in started)
+
+
+def test_idle_cores_are_read_from_the_cpu_counters_once_per_sample() -> None:
+    now = [0.0]
+    ticks = [(100, 1000)]
+    reads: list[float] = []
+
+    def read() -> tuple[int, int]:
+        reads.append(now[0])
+        return ticks[-1]
+
+    idle = IdleCores(read=read, now=lambda: now[0], cpus=4)
+    assert idle() is None, "no sample yet: nothing is known"
+    now[0], ticks[-1] = 0.1, (150, 1100)
+    assert idle() is None and reads == [0.0], "within a sample the counters are not read again"
+    now[0] = IDLE_SAMPLE_SECONDS
+    assert idle() == pytest.approx(4 * 50 / 100) and len(reads) == 2
+    ticks.append((150, 1200))  # 100 ticks, none idle
+    now[0] = 2 * IDLE_SAMPLE_SECONDS
+    assert idle() == 0
+    assert IdleCores(read=lambda: None)() is None, "no counters (not Linux): unknown"
+
+
+def test_cpu_counters_come_from_the_first_line_of_proc_stat(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_bytes(b"cpu  10 1 20 300 5 0 2 0 0 0\ncpu0 5 0 10 150 2 0 1 0 0 0\n")
+    assert read_cpu_times(str(stat)) == (305, 338)
+    assert read_cpu_times(str(tmp_path / "missing")) is None
+    stat.write_bytes(b"intr 1 2 3\n")
+    assert read_cpu_times(str(stat)) is None
+    if Path("/proc/stat").exists():
+        real = read_cpu_times()
+        assert real is not None and 0 <= real[0] <= real[1]
+
+
+def test_threads_are_worth_it_only_while_a_core_is_idle_with_hysteresis() -> None:
+    seen: list[float | None] = [None, 1.5, 0.5, 0.2, 0.5, 0.69, 0.9, 0.4]
+    answers = iter(seen)
+    pool = CpuPool(reactor, size=1, idle_cores=lambda: next(answers))
+    decided = [pool.worth_a_thread() for _ in seen]
+    # unknown -> threads; stop under a third of a core idle; resume only over 0.7
+    assert decided == [True, True, True, False, False, False, True, True]
+    pool.mode = "inline"
+    assert not pool.worth_a_thread()
+    pool.mode = "threads"
+    assert pool.worth_a_thread()
