@@ -525,6 +525,16 @@ class FrameDecoder:
             frames.extend(self.filled(size))
         return frames
 
+    def discard(self) -> int:
+        """Drop what is held for incomplete frames, failed or not (the stream was given up
+        on), and return how many bytes that was, for the transport's budget. Buffers are
+        still given afterwards, so reads that land late land somewhere."""
+        held = self.held
+        self._big, self._big_size, self._big_have = None, 0, 0
+        self._start = self._end = 0
+        self._error = None
+        return held
+
     def _check(self) -> None:
         if self._error is not None:
             raise PacketError(f"frame stream already failed: {self._error}")

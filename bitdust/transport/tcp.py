@@ -151,8 +151,7 @@ class PacketProtocol(asyncio.BufferedProtocol):
         if not self._in_pool:
             return  # refused in connection_made
         self.open = self._in_pool = False
-        self.manager.buffered_change(-self.decoder.held)
-        self.decoder = FrameDecoder(0)  # holds nothing more; its bytes are no longer counted
+        self.manager.buffered_change(-self.decoder.discard())
         queued, self.queue = self.queue, collections.deque()
         self.queued_bytes = 0
         for _frame, d in queued:
@@ -188,8 +187,8 @@ class PacketProtocol(asyncio.BufferedProtocol):
         try:
             frames = self.decoder.filled(nbytes)
         except PacketError as exc:
-            self.manager.buffered_change(-held)
-            self.decoder = FrameDecoder(0)  # the failed one refuses even to give a buffer
+            self.manager.buffered_change(-held)  # the failed decoder dropped it all
+            self.decoder.discard()  # and, reset, still gives buffers to late reads
             log.info("closing tcp connection from %s:%s: %s", *self.remote, exc)
             self.manager.reject("oversize", nbytes)
             self.abort()
@@ -393,12 +392,11 @@ class TcpConnections:
         for conn in holders:
             if self.buffered <= self.max_buffered:
                 break
-            held = conn.decoder.held
+            held = conn.decoder.discard()
             log.warning("tcp: %d bytes held for partial frames (limit %d): dropping %s:%s holding %d",
                         self.buffered, self.max_buffered, *conn.remote, held)
             self.reject("buffer_full", held)
             self.buffered_change(-held)
-            conn.decoder = FrameDecoder(0)
             conn.abort()
 
     def count(self, direction: str) -> int:

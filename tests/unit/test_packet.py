@@ -563,3 +563,14 @@ def test_a_big_frame_buffer_grows_with_what_arrives(monkeypatch: pytest.MonkeyPa
             assert decoder.held <= 4 * (start + 50_000)
             assert decoder.next_frame_size == len(body) and decoder.pending == start + 50_000
     assert out == [body] and isinstance(out[0], bytearray) and decoder.held == 0
+
+
+def test_discard_drops_what_is_held_and_still_gives_buffers() -> None:
+    decoder = FrameDecoder(max_frame_size=LIMIT)
+    decoder.feed(encode_frame(b"b" * 200_000)[:5000])
+    held = decoder.held
+    assert held >= 200_000 and decoder.discard() == held and decoder.held == decoder.pending == 0
+    failed = FrameDecoder(max_frame_size=10)
+    with pytest.raises(PacketError):
+        failed.feed(struct.pack(">I", 11))
+    assert failed.discard() == 0 and len(failed.buffer()) > 0, "a failed decoder, discarded, gives buffers again"
